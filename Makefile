@@ -1,0 +1,41 @@
+# Outpost: the two commands a new machine needs are `make quickstart` and `make test`.
+SHELL := /bin/bash
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X outpost.dev/outpost/internal/version.Version=$(VERSION) -X outpost.dev/outpost/internal/version.Commit=$(COMMIT)
+KUBE_DIR := $(CURDIR)/.cache/kube
+export OUTPOST_KUBE_BIN_DIR := $(KUBE_DIR)/bin
+export OUTPOST_BIN := $(CURDIR)/bin/outpost
+
+.PHONY: build kube deps test quickstart bench-cluster lint clean
+
+## build: the outpost binary, into bin/outpost
+build:
+	go build -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
+
+## kube: the upstream control-plane binaries, built once into .cache/kube/bin
+kube:
+	upstream/build.sh $(KUBE_DIR)
+
+## deps: Debian packages the project needs (none beyond a stock Go machine yet)
+deps:
+	scripts/deps.sh
+
+## test: the whole test suite (unit, integration on a local cluster, end to end)
+test: deps build kube
+	go vet ./...
+	go test -count=1 -timeout 30m ./...
+
+## quickstart: bring up the local cluster and run a sample workload end to end
+quickstart: deps build kube
+	scripts/quickstart.sh
+
+## bench-cluster: start-up time, pod start latency and memory of the local cluster
+bench-cluster: build kube
+	go run ./bench/cluster
+
+lint:
+	gofmt -l $$(git ls-files '*.go') && go vet ./...
+
+clean:
+	rm -rf bin

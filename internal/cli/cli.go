@@ -1,0 +1,200 @@
+// Package cli defines the outpost command line.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"outpost.dev/outpost/internal/cluster"
+	"outpost.dev/outpost/internal/container"
+	"outpost.dev/outpost/internal/node"
+	"outpost.dev/outpost/internal/output"
+	"outpost.dev/outpost/internal/version"
+)
+
+// Main runs the command line and returns the exit code.
+func Main(args []string) int {
+	// The container init must not go through cobra: it is PID 1 of a container
+	// and should do nothing but its job.
+	if len(args) == 2 && args[0] == "container-init" {
+		container.Init(args[1])
+	}
+	root := &cobra.Command{
+		Use:           "outpost",
+		Short:         "Machine learning on Kubernetes clusters you own",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(versionCmd(), clusterCmd(), nodeCmd())
+	root.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+func outputFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().StringP("output", "o", "table", "output format: table, json or yaml")
+}
+
+func versionCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "version", Short: "Print the version and commit", Args: cobra.NoArgs}
+	out := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v := map[string]string{"version": version.Version, "commit": version.Commit}
+		return output.Print(cmd.OutOrStdout(), *out, v, func() output.Table {
+			return output.Table{Header: []string{"VERSION", "COMMIT"}, Rows: [][]string{{version.Version, version.Commit}}}
+		})
+	}
+	return cmd
+}
+
+func defaultClusterDir() string {
+	if d := os.Getenv("OUTPOST_CLUSTER_DIR"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = os.TempDir()
+	}
+	return filepath.Join(home, ".outpost", "cluster")
+}
+
+func clusterCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Run a local Kubernetes cluster whose node runs pods as processes"}
+	var dir string
+	cmd.PersistentFlags().StringVar(&dir, "dir", defaultClusterDir(), "directory holding the cluster's state ($OUTPOST_CLUSTER_DIR)")
+	abs := func() (string, error) { return filepath.Abs(dir) }
+
+	up := &cobra.Command{Use: "up", Short: "Start the cluster in the background (a no-op when it runs)", Args: cobra.NoArgs}
+	var cfg cluster.Config
+	up.Flags().IntVar(&cfg.APIPort, "api-port", 6443, "port of the kube-apiserver on 127.0.0.1; the cluster also takes the 5 ports after it")
+	up.Flags().StringVar(&cfg.PodCIDR, "pod-cidr", "127.244.0.0/16", "loopback range pod IPs come from")
+	up.Flags().StringVar(&cfg.ServiceCIDR, "service-cidr", "127.96.0.0/16", "loopback range Service cluster IPs come from")
+	up.Flags().StringVar(&cfg.NodePortRange, "node-port-range", "30000-32767", "ports NodePort Services take on 127.0.0.1")
+	up.Flags().StringVar(&cfg.KubeBinDir, "kube-bin-dir", "", "directory of the upstream binaries (default: $OUTPOST_KUBE_BIN_DIR, else .cache/kube/bin of the repository)")
+	up.RunE = func(cmd *cobra.Command, _ []string) error {
+		d, err := abs()
+		if err != nil {
+			return err
+		}
+		cfg.Dir = d
+		if cfg.Outpost, err = os.Executable(); err != nil {
+			return err
+		}
+		if cfg.KubeBinDir, err = cluster.FindKubeBinDir(cfg.KubeBinDir, cfg.Outpost); err != nil {
+			return err
+		}
+		err = cluster.Up(cmd.Context(), &cfg, cmd.OutOrStdout())
+		if errors.Is(err, cluster.ErrAlreadyRunning) {
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster in %s is already running; nothing to do\n", d)
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "kubeconfig: %s\n  export KUBECONFIG=%s\n", cfg.KubeconfigPath(), cfg.KubeconfigPath())
+		return nil
+	}
+
+	down := &cobra.Command{Use: "down", Short: "Stop every process of the cluster", Args: cobra.NoArgs}
+	purge := down.Flags().Bool("purge", false, "also delete the cluster directory and all its state")
+	down.RunE = func(cmd *cobra.Command, _ []string) error {
+		d, err := abs()
+		if err != nil {
+			return err
+		}
+		c, err := cluster.Load(d)
+		if err != nil {
+			return err
+		}
+		return cluster.Down(c, *purge, cmd.OutOrStdout())
+	}
+
+	status := &cobra.Command{Use: "status", Short: "Show what runs", Args: cobra.NoArgs}
+	out := outputFlag(status)
+	status.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := output.Validate(*out); err != nil {
+			return err
+		}
+		d, err := abs()
+		if err != nil {
+			return err
+		}
+		c, err := cluster.Load(d)
+		if err != nil {
+			return err
+		}
+		st := c.Status(cmd.Context())
+		return output.Print(cmd.OutOrStdout(), *out, st, func() output.Table {
+			t := output.Table{Header: []string{"COMPONENT", "STATE", "PID", "LOG"}}
+			for _, cs := range st.Components {
+				state, pid := "stopped", "-"
+				if cs.Running {
+					state, pid = "running", strconv.Itoa(cs.PID)
+				}
+				t.Rows = append(t.Rows, []string{cs.Name, state, pid, cs.Log})
+			}
+			ready := "NotReady"
+			if st.NodeReady {
+				ready = "Ready"
+			}
+			t.Rows = append(t.Rows, []string{"", "", "", ""},
+				[]string{"server", st.Server, "", ""}, []string{"version", st.Version, "", ""},
+				[]string{"node", ready, "", ""}, []string{"pods", strconv.Itoa(st.Pods), "", ""})
+			return t
+		})
+	}
+
+	kubeconfig := &cobra.Command{Use: "kubeconfig", Short: "Print the path of the cluster's admin kubeconfig", Args: cobra.NoArgs}
+	view := kubeconfig.Flags().Bool("view", false, "print the kubeconfig's contents instead of its path")
+	kubeconfig.RunE = func(cmd *cobra.Command, _ []string) error {
+		d, err := abs()
+		if err != nil {
+			return err
+		}
+		c, err := cluster.Load(d)
+		if err != nil {
+			return err
+		}
+		if !*view {
+			fmt.Fprintln(cmd.OutOrStdout(), c.KubeconfigPath())
+			return nil
+		}
+		data, err := os.ReadFile(c.KubeconfigPath())
+		if err != nil {
+			return err
+		}
+		_, err = cmd.OutOrStdout().Write(data)
+		return err
+	}
+	cmd.AddCommand(up, down, status, kubeconfig)
+	return cmd
+}
+
+func nodeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "The node agent of the local cluster", Hidden: true}
+	run := &cobra.Command{Use: "run", Short: "Run the node agent", Args: cobra.NoArgs}
+	config := run.Flags().String("config", "", "node configuration file (written by `outpost cluster up`)")
+	run.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := node.LoadConfig(*config)
+		if err != nil {
+			return err
+		}
+		return node.Run(cmd.Context(), cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	}
+	cmd.AddCommand(run)
+	return cmd
+}

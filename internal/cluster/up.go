@@ -1,0 +1,417 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"outpost.dev/outpost/internal/node"
+	"outpost.dev/outpost/internal/pki"
+)
+
+// ErrAlreadyRunning is returned by Up when every component already runs.
+var ErrAlreadyRunning = errors.New("cluster already running")
+
+// components in start order; Down stops them in reverse, the node first so that
+// it can stop its pods while the apiserver still answers.
+var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node"}
+
+// Up starts the cluster and returns once its node is Ready and the default
+// service account exists, so a pod created right after is admitted. Progress
+// goes to out. On failure everything it started is stopped again.
+func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the local node runs every pod in its own mount and PID namespace, which needs root; run `outpost cluster up` as root")
+	}
+	for _, f := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
+		if _, err := os.Stat(c.KubeBinDir + "/" + f); err != nil {
+			return fmt.Errorf("%s is missing from %s; build the upstream binaries with `make kube`", f, c.KubeBinDir)
+		}
+	}
+	if err := checkWritable(c.Dir); err != nil {
+		return err
+	}
+	if st := c.Status(ctx); st.Running() {
+		return ErrAlreadyRunning
+	} else if len(c.processes()) > 0 {
+		fmt.Fprintln(out, "stopping what is left of an earlier run")
+		c.stop(c.processes(), 10*time.Second)
+	}
+	for i, role := range portRoles {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.APIPort+i)))
+		if err != nil {
+			return fmt.Errorf("port %d (%s) on 127.0.0.1 is in use; the cluster takes ports %d-%d, choose another base with --api-port", c.APIPort+i, role, c.APIPort, c.APIPort+len(portRoles)-1)
+		}
+		l.Close()
+	}
+	if err := c.writeFiles(); err != nil {
+		return fmt.Errorf("write cluster files in %s: %w", c.Dir, err)
+	}
+
+	var procs []*started
+	defer func() {
+		if err != nil {
+			var pids []int
+			for _, p := range procs {
+				pids = append(pids, p.pid)
+			}
+			c.stop(append(pids, c.processes()...), 5*time.Second)
+			for _, name := range components {
+				os.Remove(c.pidFile(name))
+			}
+		}
+	}()
+	t0 := time.Now()
+	step := func(name string, ready func(context.Context) error) error {
+		fmt.Fprintf(out, "starting %-24s", name+" ...")
+		t := time.Now()
+		bin, args := c.command(name)
+		p, err := c.launch(name, bin, args...)
+		if err != nil {
+			fmt.Fprintln(out, "failed")
+			return err
+		}
+		procs = append(procs, p)
+		if err := c.waitFor(ctx, p, ready); err != nil {
+			fmt.Fprintln(out, "failed")
+			return fmt.Errorf("%s did not come up: %w\n--- last lines of %s ---\n%s", name, err, c.LogPath(name), c.logTail(name, 20))
+		}
+		fmt.Fprintf(out, "ready (%.1fs)\n", time.Since(t).Seconds())
+		return nil
+	}
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := step("etcd", c.etcdHealthy); err != nil {
+		return err
+	}
+	if err := step("kube-apiserver", c.apiserverReady); err != nil {
+		return err
+	}
+	if err := step("kube-controller-manager", func(ctx context.Context) error {
+		_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := step("kube-scheduler", func(ctx context.Context) error { return c.componentHealthy(ctx, "kube-scheduler") }); err != nil {
+		return err
+	}
+	if err := step("node", func(ctx context.Context) error {
+		n, err := client.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, t := range n.Spec.Taints {
+			if t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable {
+				return fmt.Errorf("node has taint %s (lifted by the node lifecycle controller once Ready)", t.Key)
+			}
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return errors.New("node not Ready")
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "cluster ready in %.1fs\n", time.Since(t0).Seconds())
+	return nil
+}
+
+// waitFor polls ready until it succeeds, the process exits, or a minute passes.
+func (c *Config) waitFor(ctx context.Context, p *started, ready func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var last error
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		last = ready(rctx)
+		rcancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("process exited (%v)", p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after a minute: %v", last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Config) etcdHealthy(ctx context.Context) error {
+	return httpOK(ctx, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/health", c.Port("etcd (client)")), "")
+}
+
+func (c *Config) apiserverReady(ctx context.Context) error {
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return err
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	return httpOK(ctx, hc, cfg.Host+"/readyz", "")
+}
+
+// componentHealthy asks a control-plane component's own /healthz; its serving
+// certificate is self-signed by the component, hence no verification.
+func (c *Config) componentHealthy(ctx context.Context, name string) error {
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	return httpOK(ctx, hc, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.Port(name)), "ok")
+}
+
+func httpOK(ctx context.Context, hc *http.Client, url, want string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK || (want != "" && strings.TrimSpace(string(body)) != want) {
+		return fmt.Errorf("%s: %s %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// identities are the users of the token file: the admin, each control-plane
+// component, and the node.
+var identities = []struct{ name, user, groups string }{
+	{"admin", "outpost-admin", "system:masters"},
+	{"kube-controller-manager", "system:kube-controller-manager", ""},
+	{"kube-scheduler", "system:kube-scheduler", ""},
+	// The node reads every pod's secrets and mints their tokens; the upstream Node
+	// authorizer would do the same job with more moving parts.
+	{"node", "system:node:", "system:nodes,system:masters"},
+}
+
+// writeFiles creates, once, the PKI, tokens and kubeconfigs; a restart keeps them
+// so that kubeconfigs handed out earlier stay valid.
+func (c *Config) writeFiles() error {
+	if err := c.save(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(c.path("pki", "ca.crt")); err != nil {
+		ca, err := pki.NewCA("outpost-local-ca")
+		if err != nil {
+			return err
+		}
+		if err := ca.WriteFiles(c.path("pki", "ca.crt"), c.path("pki", "ca.key")); err != nil {
+			return err
+		}
+		_, svc, _ := net.ParseCIDR(c.ServiceCIDR)
+		firstSvc := svc.IP.To4()
+		firstSvc = net.IPv4(firstSvc[0], firstSvc[1], firstSvc[2], firstSvc[3]+1)
+		lo := []net.IP{net.IPv4(127, 0, 0, 1)}
+		reqs := []struct {
+			file string
+			req  pki.Request
+		}{
+			{"apiserver", pki.Request{CommonName: "kube-apiserver", Server: true, IPs: append(lo, firstSvc),
+				DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}}},
+			{"apiserver-kubelet-client", pki.Request{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}, Client: true}},
+			{"node", pki.Request{CommonName: "system:node:" + c.NodeName, Server: true, IPs: lo, DNSNames: []string{"localhost", c.NodeName}}},
+		}
+		for _, r := range reqs {
+			if err := ca.Issue(r.req, c.path("pki", r.file+".crt"), c.path("pki", r.file+".key")); err != nil {
+				return err
+			}
+		}
+		if err := pki.WriteServiceAccountKey(c.path("pki", "sa.key"), c.path("pki", "sa.pub")); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(c.path("pki", "tokens.csv")); err != nil {
+		var b strings.Builder
+		for _, id := range identities {
+			user := id.user
+			if strings.HasSuffix(user, ":") {
+				user += c.NodeName
+			}
+			fmt.Fprintf(&b, "%s,%s,%s,\"%s\"\n", randomToken(), user, user, id.groups)
+		}
+		if err := os.WriteFile(c.path("pki", "tokens.csv"), []byte(b.String()), 0o600); err != nil {
+			return err
+		}
+	}
+	tokens, err := c.tokens()
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
+	if err != nil {
+		return err
+	}
+	for _, id := range identities {
+		file := c.path("kubeconfigs", id.name+".kubeconfig")
+		if id.name == "admin" {
+			file = c.KubeconfigPath()
+		}
+		kc := clientcmdapi.NewConfig()
+		kc.Clusters["outpost"] = &clientcmdapi.Cluster{Server: c.serverURL(), CertificateAuthorityData: caPEM}
+		kc.AuthInfos[id.name] = &clientcmdapi.AuthInfo{Token: tokens[id.name]}
+		kc.Contexts["outpost"] = &clientcmdapi.Context{Cluster: "outpost", AuthInfo: id.name}
+		kc.CurrentContext = "outpost"
+		if err := os.MkdirAll(c.path("kubeconfigs"), 0o700); err != nil {
+			return err
+		}
+		if err := clientcmd.WriteToFile(*kc, file); err != nil {
+			return err
+		}
+		if err := os.Chmod(file, 0o600); err != nil {
+			return err
+		}
+	}
+	return c.nodeConfig().Save(c.path("node", "config.json"))
+}
+
+func (c *Config) serverURL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.APIPort) }
+
+// tokens maps identity names to their bearer tokens, in identities order.
+func (c *Config) tokens() (map[string]string, error) {
+	data, err := os.ReadFile(c.path("pki", "tokens.csv"))
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != len(identities) {
+		return nil, fmt.Errorf("%s: expected %d tokens", c.path("pki", "tokens.csv"), len(identities))
+	}
+	m := map[string]string{}
+	for i, id := range identities {
+		tok, _, _ := strings.Cut(lines[i], ",")
+		m[id.name] = tok
+	}
+	return m, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// RESTConfig is the admin client configuration of the cluster.
+func (c *Config) RESTConfig() (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.KubeconfigPath())
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	return cfg, nil
+}
+
+func (c *Config) nodeConfig() node.Config {
+	return node.Config{
+		Name:        c.NodeName,
+		Kubeconfig:  c.path("kubeconfigs", "node.kubeconfig"),
+		Dir:         c.path("node"),
+		PodCIDR:     c.PodCIDR,
+		ServiceCIDR: c.ServiceCIDR,
+		Port:        c.Port("node agent"),
+		TLSCert:     c.path("pki", "node.crt"),
+		TLSKey:      c.path("pki", "node.key"),
+		ClientCA:    c.path("pki", "ca.crt"),
+		APIServer:   fmt.Sprintf("127.0.0.1:%d", c.APIPort),
+		Outpost:     c.Outpost,
+	}
+}
+
+// command returns the binary and flags of a component.
+func (c *Config) command(name string) (string, []string) {
+	bin := func(b string) string { return c.KubeBinDir + "/" + b }
+	p := func(parts ...string) string { return c.path(parts...) }
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", c.Port("etcd (client)"))
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", c.Port("etcd (peer)"))
+	common := func(component string) []string {
+		kc := p("kubeconfigs", component+".kubeconfig")
+		return []string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
+			"--leader-elect=false", "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", c.Port(component)),
+			"--cert-dir=" + p("pki", component)}
+	}
+	switch name {
+	case "etcd":
+		return bin("etcd"), []string{"--name=outpost", "--data-dir=" + p("etcd"),
+			"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
+			"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+			"--initial-cluster=outpost=" + peerURL, "--log-level=warn",
+			// A local cluster lives and dies with this machine; fsync per write would
+			// make every pod start wait on the disk for no durability anyone needs.
+			"--unsafe-no-fsync"}
+	case "kube-apiserver":
+		return bin("kube-apiserver"), []string{"--etcd-servers=" + etcdURL,
+			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", c.APIPort),
+			"--tls-cert-file=" + p("pki", "apiserver.crt"), "--tls-private-key-file=" + p("pki", "apiserver.key"),
+			"--client-ca-file=" + p("pki", "ca.crt"), "--token-auth-file=" + p("pki", "tokens.csv"),
+			"--authorization-mode=RBAC", "--allow-privileged=true",
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file=" + p("pki", "sa.pub"), "--service-account-signing-key-file=" + p("pki", "sa.key"),
+			"--service-cluster-ip-range=" + c.ServiceCIDR, "--service-node-port-range=" + c.NodePortRange,
+			"--kubelet-client-certificate=" + p("pki", "apiserver-kubelet-client.crt"),
+			"--kubelet-client-key=" + p("pki", "apiserver-kubelet-client.key"),
+			"--kubelet-certificate-authority=" + p("pki", "ca.crt"),
+			"--kubelet-preferred-address-types=InternalIP", "--profiling=false"}
+	case "kube-controller-manager":
+		return bin("kube-controller-manager"), append(common(name),
+			"--service-account-private-key-file="+p("pki", "sa.key"), "--root-ca-file="+p("pki", "ca.crt"),
+			"--cluster-signing-cert-file="+p("pki", "ca.crt"), "--cluster-signing-key-file="+p("pki", "ca.key"),
+			"--use-service-account-credentials=true",
+			// No node IPAM: pods get loopback addresses from the node itself. The
+			// node lifecycle controller stays: it lifts the not-ready taint that
+			// admission puts on every new Node.
+			"--controllers=*,-nodeipam", "--profiling=false")
+	case "kube-scheduler":
+		return bin("kube-scheduler"), append(common(name), "--profiling=false")
+	case "node":
+		return c.Outpost, []string{"node", "run", "--config=" + p("node", "config.json")}
+	}
+	panic("unknown component " + name)
+}
+
+// caPool is used by tests and status to trust the cluster's CA.
+func (c *Config) caPool() (*x509.CertPool, error) {
+	data, err := os.ReadFile(c.path("pki", "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(data)
+	return pool, nil
+}

@@ -1,0 +1,194 @@
+// Package clustertest starts one local cluster for a test package: call Main
+// from TestMain, then use Cluster in the tests. Packages that run at the same
+// time (go test runs several) get distinct ports, pod and service ranges.
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"outpost.dev/outpost/internal/cluster"
+)
+
+// Handle is the package's running cluster.
+type Handle struct {
+	Config     *cluster.Config
+	REST       *rest.Config
+	Client     kubernetes.Interface
+	Kubeconfig string
+	// Outpost is the outpost binary the cluster runs.
+	Outpost string
+}
+
+// Cluster is set by Main before the tests run.
+var Cluster *Handle
+
+// Main starts a cluster, runs the tests and stops the cluster, leaving no
+// process behind. When the cluster does not come up it prints every
+// component's log and exits non-zero.
+func Main(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "clustertest:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	outpost, err := Binary()
+	if err != nil {
+		return 0, err
+	}
+	kubeBin, err := cluster.FindKubeBinDir(os.Getenv("OUTPOST_KUBE_BIN_DIR"), outpost)
+	if err != nil {
+		if root, rerr := moduleRoot(); rerr == nil {
+			kubeBin, err = cluster.FindKubeBinDir(filepath.Join(root, ".cache", "kube", "bin"), "")
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "outpost-test-cluster-")
+	if err != nil {
+		return 0, err
+	}
+	slot, release, err := Slot()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	cfg := &cluster.Config{Dir: dir, KubeBinDir: kubeBin, Outpost: outpost}
+	slot.Apply(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress io.Writer = io.Discard
+	if testing.Verbose() {
+		progress = os.Stderr
+	}
+	upErr := cluster.Up(ctx, cfg, progress)
+	defer func() {
+		_ = cluster.Down(cfg, upErr == nil, io.Discard)
+	}()
+	if upErr != nil {
+		return 0, fmt.Errorf("local cluster did not come up: %v\n%s", upErr, Logs(cfg))
+	}
+	rc, err := cfg.RESTConfig()
+	if err != nil {
+		return 0, err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return 0, err
+	}
+	Cluster = &Handle{Config: cfg, REST: rc, Client: client, Kubeconfig: cfg.KubeconfigPath(), Outpost: outpost}
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- cluster logs (tests failed) ---\n%s", Logs(cfg))
+	}
+	return code, nil
+}
+
+// Logs returns the last lines of every component's log.
+func Logs(cfg *cluster.Config) string {
+	var b strings.Builder
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node"} {
+		data, _ := os.ReadFile(cfg.LogPath(name))
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		fmt.Fprintf(&b, "=== %s (%s) ===\n%s\n", name, cfg.LogPath(name), strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+// Binary returns the outpost binary to test: $OUTPOST_BIN, or one built now
+// from this module into a temporary directory.
+func Binary() (string, error) {
+	if b := os.Getenv("OUTPOST_BIN"); b != "" {
+		return filepath.Abs(b)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "outpost-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "outpost")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/outpost")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build outpost: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// Addresses is one non-overlapping set of ports and ranges for a cluster.
+type Addresses struct {
+	N int
+}
+
+// Apply sets the cluster's ports and ranges from the slot.
+func (s Addresses) Apply(c *cluster.Config) {
+	c.APIPort = 21000 + s.N*10
+	c.PodCIDR = fmt.Sprintf("127.%d.0.0/16", 100+s.N)
+	c.ServiceCIDR = fmt.Sprintf("127.%d.0.0/16", 150+s.N)
+	c.NodePortRange = fmt.Sprintf("%d-%d", 31000+s.N*50, 31000+s.N*50+49)
+}
+
+// Slot takes the first free slot (a lock file held until release) whose
+// ports are free, so that concurrent test packages never collide.
+func Slot() (Addresses, func(), error) {
+	for n := 0; n < 40; n++ {
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), "outpost-test-slot-"+strconv.Itoa(n)+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return Addresses{}, nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		s := Addresses{N: n}
+		var c cluster.Config
+		s.Apply(&c)
+		free := true
+		for p := c.APIPort; p < c.APIPort+6; p++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if !free {
+			f.Close()
+			continue
+		}
+		return s, func() { f.Close() }, nil
+	}
+	return Addresses{}, nil, fmt.Errorf("no free test cluster slot")
+}

@@ -1,0 +1,334 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
+
+	"outpost.dev/outpost/internal/serviceproxy"
+	"outpost.dev/outpost/internal/version"
+)
+
+// heartbeat is how often the node's lease and Ready condition are renewed.
+const heartbeat = 10 * time.Second
+
+// Agent is a running node.
+type Agent struct {
+	cfg      Config
+	client   kubernetes.Interface
+	log      *slog.Logger
+	ips      *ipPool
+	recorder record.EventRecorder
+	services listersv1.ServiceLister
+	capacity corev1.ResourceList
+	apiHost  string
+	apiPort  string
+
+	kubeletVersion string
+
+	mu      sync.Mutex
+	workers map[types.UID]*podWorker
+	wg      sync.WaitGroup
+}
+
+// Run registers the node and runs its pods until ctx ends; then it stops every
+// pod's processes (the pods stay in the API and start again with the node).
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = 100, 200
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	ips, err := newIPPool(cfg.PodCIDR)
+	if err != nil {
+		return fmt.Errorf("pod CIDR %q: %w", cfg.PodCIDR, err)
+	}
+	host, port, _ := strings.Cut(cfg.APIServer, ":")
+	a := &Agent{cfg: cfg, client: client, log: log, ips: ips, capacity: capacity(cfg.Dir),
+		apiHost: host, apiPort: port, workers: map[types.UID]*podWorker{}}
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	a.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "outpost-node", Host: cfg.Name})
+
+	if err := a.register(ctx); err != nil {
+		return fmt.Errorf("register node %s: %w", cfg.Name, err)
+	}
+	logs, err := a.serveLogs()
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
+
+	all := informers.NewSharedInformerFactory(client, 0)
+	a.services = all.Core().V1().Services().Lister()
+	mine := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.Name).String()
+	}))
+	pods := mine.Core().V1().Pods().Informer()
+	if _, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { a.sync(ctx, obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { a.sync(ctx, obj.(*corev1.Pod)) },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				a.forget(p.UID)
+			}
+		},
+	}); err != nil {
+		return err
+	}
+	all.Start(ctx.Done())
+	all.WaitForCacheSync(ctx.Done())
+	mine.Start(ctx.Done())
+
+	go serviceproxy.New(client, serviceproxy.Options{NodeIP: "127.0.0.1", Logger: log}).Run(ctx)
+	go a.heartbeat(ctx)
+	log.Info("node running", "name", cfg.Name, "podCIDR", cfg.PodCIDR, "port", cfg.Port)
+
+	<-ctx.Done()
+	log.Info("node stopping: stopping pods")
+	a.mu.Lock()
+	for _, w := range a.workers {
+		w.shutdown()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	return nil
+}
+
+// sync hands a pod's latest version to its worker, starting one for a new pod.
+func (a *Agent) sync(ctx context.Context, pod *corev1.Pod) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w, ok := a.workers[pod.UID]
+	if !ok {
+		if pod.DeletionTimestamp != nil && (pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed) {
+			// Nothing runs for a finished pod: let it go at once.
+			go a.finalDelete(context.Background(), pod)
+			return
+		}
+		w = newPodWorker(a, pod)
+		a.workers[pod.UID] = w
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			w.run(ctx)
+			a.mu.Lock()
+			delete(a.workers, pod.UID)
+			a.mu.Unlock()
+		}()
+		return
+	}
+	w.update(pod)
+}
+
+// forget stops a pod that vanished from the API (force deletion) at once.
+func (a *Agent) forget(uid types.UID) {
+	a.mu.Lock()
+	w := a.workers[uid]
+	a.mu.Unlock()
+	if w != nil {
+		w.gone()
+	}
+}
+
+func (a *Agent) worker(namespace, name string) *podWorker {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.workers {
+		if w.namespace == namespace && w.name == name {
+			return w
+		}
+	}
+	return nil
+}
+
+// finalDelete removes the pod object once its processes are gone, as the
+// kubelet does: until then a deleted pod stays visible as Terminating.
+func (a *Agent) finalDelete(ctx context.Context, pod *corev1.Pod) {
+	err := a.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptr.To[int64](0),
+		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		a.log.Error("delete pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+	}
+}
+
+// capacity is what the scheduler may place on this node: the machine's CPUs,
+// memory and GPUs.
+func capacity(dir string) corev1.ResourceList {
+	r := corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
+		corev1.ResourcePods:   *resource.NewQuantity(250, resource.DecimalSI),
+		"nvidia.com/gpu":      *resource.NewQuantity(int64(gpuCount()), resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(memTotal(), resource.BinarySI),
+	}
+	return r
+}
+
+func memTotal() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// gpuCount is the number of GPUs nvidia-smi lists, 0 where it is absent.
+func gpuCount() int {
+	out, err := exec.Command("nvidia-smi", "-L").Output()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "GPU ") {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *Agent) nodeStatus(kubeletVersion string) corev1.NodeStatus {
+	now := metav1.Now()
+	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+	}
+	hostname, _ := os.Hostname()
+	machineID, _ := os.ReadFile("/etc/machine-id")
+	bootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return corev1.NodeStatus{
+		Capacity:    a.capacity,
+		Allocatable: a.capacity,
+		Conditions: []corev1.NodeCondition{
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory", "outpost node has sufficient memory"),
+			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure", "outpost node has no disk pressure"),
+			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "outpost node has sufficient PID available"),
+			cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "outpost node is posting ready status"),
+		},
+		Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: "127.0.0.1"},
+			{Type: corev1.NodeHostName, Address: hostname},
+		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(a.cfg.Port)}},
+		NodeInfo: corev1.NodeSystemInfo{
+			MachineID:               strings.TrimSpace(string(machineID)),
+			BootID:                  strings.TrimSpace(string(bootID)),
+			KernelVersion:           strings.TrimSpace(string(kernel)),
+			OSImage:                 "outpost process node",
+			ContainerRuntimeVersion: "outpost://" + version.Version,
+			KubeletVersion:          kubeletVersion,
+			KubeProxyVersion:        kubeletVersion,
+			OperatingSystem:         runtime.GOOS,
+			Architecture:            runtime.GOARCH,
+		},
+	}
+}
+
+// register creates the Node, or takes over the one a previous run left.
+func (a *Agent) register(ctx context.Context) error {
+	kubeletVersion := "v0.0.0"
+	if v, err := a.client.Discovery().ServerVersion(); err == nil {
+		// The scheduler and kubectl compare node and control-plane versions; the
+		// node speaks the API of the control plane it was started with.
+		kubeletVersion = v.GitVersion
+	}
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: a.cfg.Name, Labels: map[string]string{
+			"kubernetes.io/hostname": a.cfg.Name,
+			"kubernetes.io/os":       runtime.GOOS,
+			"kubernetes.io/arch":     runtime.GOARCH,
+			"outpost.dev/node":       "process",
+		}},
+		Spec: corev1.NodeSpec{PodCIDR: a.cfg.PodCIDR, PodCIDRs: []string{a.cfg.PodCIDR}},
+	}
+	created, err := a.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		created, err = a.client.CoreV1().Nodes().Get(ctx, a.cfg.Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return err
+	}
+	a.kubeletVersion = kubeletVersion
+	created.Status = a.nodeStatus(kubeletVersion)
+	_, err = a.client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	return err
+}
+
+// heartbeat renews the node lease and the Ready condition.
+func (a *Agent) heartbeat(ctx context.Context) {
+	leases := a.client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	for {
+		now := metav1.NewMicroTime(time.Now())
+		lease, err := leases.Get(ctx, a.cfg.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = leases.Create(ctx, &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: a.cfg.Name},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(a.cfg.Name),
+					LeaseDurationSeconds: ptr.To(int32(4 * heartbeat / time.Second)), RenewTime: &now},
+			}, metav1.CreateOptions{})
+		case err == nil:
+			lease.Spec.RenewTime = &now
+			_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("renew node lease", "err", err)
+		}
+		if n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.Name, metav1.GetOptions{}); err == nil {
+			n.Status = a.nodeStatus(a.kubeletVersion)
+			if _, err := a.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+				a.log.Warn("update node status", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(heartbeat):
+		}
+	}
+}

@@ -1,0 +1,56 @@
+// Package node is Outpost's node agent: it registers a Node, keeps it Ready,
+// and runs the pods bound to it as host processes, each with its own loopback
+// IP, its volumes at their mountPaths, probes, restarts and logs, the way the
+// kubelet runs containers.
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Config is the node agent's configuration file.
+type Config struct {
+	Name        string `json:"name"`
+	Kubeconfig  string `json:"kubeconfig"`
+	Dir         string `json:"dir"`
+	PodCIDR     string `json:"podCIDR"`
+	ServiceCIDR string `json:"serviceCIDR"`
+	// Port serves the kubelet API subset the apiserver calls (container logs).
+	Port     int    `json:"port"`
+	TLSCert  string `json:"tlsCert"`
+	TLSKey   string `json:"tlsKey"`
+	ClientCA string `json:"clientCA"`
+	// APIServer is host:port of the apiserver, handed to pods as
+	// KUBERNETES_SERVICE_HOST/PORT so in-cluster clients reach it directly.
+	APIServer string `json:"apiServer"`
+	// Outpost is the binary that runs container-init and the outpost image.
+	Outpost string `json:"outpost"`
+}
+
+// Save writes the configuration.
+func (c Config) Save(file string) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(file, data, 0o600)
+}
+
+// LoadConfig reads a configuration written by Save.
+func LoadConfig(file string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, fmt.Errorf("%s: %w", file, err)
+	}
+	return c, nil
+}

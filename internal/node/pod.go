@@ -1,0 +1,543 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"outpost.dev/outpost/internal/container"
+	"outpost.dev/outpost/internal/volume"
+)
+
+// Restart back-off: doubling from backoffStart up to backoffMax, reset once a
+// container has run for backoffReset. Shorter than the kubelet's (10 s to
+// 5 min) because a local node restarts a process in milliseconds.
+const (
+	backoffStart = time.Second
+	backoffMax   = 30 * time.Second
+	backoffReset = time.Minute
+)
+
+// podWorker runs one pod from its first sight to its final deletion.
+type podWorker struct {
+	a         *Agent
+	namespace string
+	name      string
+	dir       string
+
+	mu          sync.Mutex
+	pod         *corev1.Pod
+	ip          string
+	started     metav1.Time
+	volumes     map[string]string
+	ready2start bool // sandbox (IP, volumes) prepared
+	initDone    bool
+	final       corev1.PodPhase // Succeeded or Failed once nothing will run again
+	initStates  []*ctrState
+	states      []*ctrState
+	lastStatus  string
+
+	kick   chan struct{} // status changed
+	stop   chan time.Duration
+	cancel context.CancelFunc
+}
+
+// ctrState is what the node knows of one container.
+type ctrState struct {
+	spec     corev1.Container
+	restarts int32
+	state    corev1.ContainerState
+	last     corev1.ContainerState
+	ready    bool
+	started  bool
+	proc     *container.Process
+	done     bool // its loop ended: it will not run again
+	logDir   string
+}
+
+func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
+	w := &podWorker{a: a, namespace: pod.Namespace, name: pod.Name, pod: pod,
+		dir:  filepath.Join(a.cfg.Dir, "pods", string(pod.UID)),
+		kick: make(chan struct{}, 1), stop: make(chan time.Duration, 1)}
+	mk := func(cs []corev1.Container) []*ctrState {
+		var out []*ctrState
+		for _, c := range cs {
+			out = append(out, &ctrState{spec: c, logDir: filepath.Join(w.dir, "logs", c.Name),
+				state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}})
+		}
+		return out
+	}
+	w.initStates, w.states = mk(pod.Spec.InitContainers), mk(pod.Spec.Containers)
+	if pod.Status.StartTime != nil {
+		w.started = *pod.Status.StartTime
+	} else {
+		w.started = metav1.Now()
+	}
+	return w
+}
+
+func (w *podWorker) update(pod *corev1.Pod) {
+	w.mu.Lock()
+	w.pod = pod
+	w.mu.Unlock()
+	if pod.DeletionTimestamp != nil {
+		grace := 30 * time.Second
+		if pod.DeletionGracePeriodSeconds != nil {
+			grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+		}
+		w.requestStop(grace)
+	}
+}
+
+// shutdown is the node going down: stop quickly, keep the pod in the API.
+func (w *podWorker) shutdown() { w.requestStop(-1) }
+
+// gone is the pod object vanishing: stop at once.
+func (w *podWorker) gone() { w.requestStop(0) }
+
+func (w *podWorker) requestStop(grace time.Duration) {
+	select {
+	case w.stop <- grace:
+	default:
+	}
+}
+
+func (w *podWorker) changed() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *podWorker) key() string { return w.namespace + "/" + w.name }
+
+// run drives the pod: sandbox, init containers, containers; then waits for
+// deletion, stops everything and removes the pod object.
+func (w *podWorker) run(parent context.Context) {
+	pod := w.snapshot()
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		// Finished before this agent started: nothing runs again; wait for deletion.
+		w.final = pod.Status.Phase
+		grace := <-w.stop
+		if grace >= 0 {
+			w.a.finalDelete(context.Background(), pod)
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(parent)
+	w.cancel = cancel
+	statusDone := make(chan struct{})
+	go func() { defer close(statusDone); w.statusLoop(ctx) }()
+
+	grace := time.Duration(-1)
+	stopped := make(chan struct{})
+	var ctrs sync.WaitGroup
+	go func() {
+		defer close(stopped)
+		if !w.setup(ctx) || !w.runInit(ctx) {
+			return
+		}
+		for _, s := range w.states {
+			ctrs.Add(1)
+			go func() { defer ctrs.Done(); w.runContainer(ctx, s, &grace) }()
+		}
+		ctrs.Wait()
+	}()
+
+	select {
+	case grace = <-w.stop:
+	case <-stopped:
+		w.finish()
+		grace = <-w.stop
+	}
+	if grace < 0 {
+		grace = 5 * time.Second
+	}
+	w.stopAll(grace)
+	cancel()
+	<-stopped
+	<-statusDone
+	w.a.ips.release(w.ip)
+	if parent.Err() != nil {
+		return // node shutdown: the pod stays, and runs again with the node
+	}
+	_ = os.RemoveAll(w.dir)
+	w.a.finalDelete(context.Background(), w.snapshot())
+}
+
+func (w *podWorker) snapshot() *corev1.Pod {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pod
+}
+
+// setup gives the pod its IP and volumes, retrying until they can be made.
+func (w *podWorker) setup(ctx context.Context) bool {
+	pod := w.snapshot()
+	ip, err := w.a.ips.allocate(pod.UID, pod.Status.PodIP)
+	if err != nil {
+		w.event(corev1.EventTypeWarning, "FailedCreatePodSandBox", err.Error())
+		return false
+	}
+	w.mu.Lock()
+	w.ip = ip
+	w.mu.Unlock()
+	backoff := backoffStart
+	for {
+		vols, err := volume.Prepare(ctx, volume.Options{Client: w.a.client, NodeAllocatable: w.a.capacity}, pod, w.dir)
+		if err == nil {
+			w.mu.Lock()
+			w.volumes, w.ready2start = vols, true
+			w.mu.Unlock()
+			w.changed()
+			return true
+		}
+		w.event(corev1.EventTypeWarning, "FailedMount", err.Error())
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, backoffMax)
+	}
+}
+
+// runInit runs init containers one after another; each must succeed.
+func (w *podWorker) runInit(ctx context.Context) bool {
+	policy := w.pod.Spec.RestartPolicy
+	for _, s := range w.initStates {
+		backoff := backoffStart
+		for {
+			code, ok := w.runOnce(ctx, s, nil)
+			if !ok {
+				return false
+			}
+			if code == 0 {
+				break
+			}
+			if policy == corev1.RestartPolicyNever {
+				w.setFinal(corev1.PodFailed)
+				return false
+			}
+			if !w.backoff(ctx, s, &backoff) {
+				return false
+			}
+		}
+		w.mu.Lock()
+		s.done = true
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	w.initDone = true
+	w.mu.Unlock()
+	w.changed()
+	return true
+}
+
+// runContainer runs a regular container and restarts it per restartPolicy.
+func (w *podWorker) runContainer(ctx context.Context, s *ctrState, grace *time.Duration) {
+	backoff := backoffStart
+	for {
+		t0 := time.Now()
+		code, ok := w.runOnce(ctx, s, grace)
+		if !ok {
+			break
+		}
+		policy := w.pod.Spec.RestartPolicy
+		if policy == corev1.RestartPolicyNever || (policy == corev1.RestartPolicyOnFailure && code == 0) {
+			break
+		}
+		if time.Since(t0) > backoffReset {
+			backoff = backoffStart
+		}
+		if !w.backoff(ctx, s, &backoff) {
+			break
+		}
+	}
+	w.mu.Lock()
+	s.done = true
+	w.mu.Unlock()
+	w.changed()
+}
+
+func (w *podWorker) backoff(ctx context.Context, s *ctrState, backoff *time.Duration) bool {
+	w.mu.Lock()
+	s.last = s.state
+	s.restarts++
+	s.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+		Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", *backoff, s.spec.Name, w.name)}}
+	w.mu.Unlock()
+	w.changed()
+	w.event(corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container "+s.spec.Name)
+	ok := sleep(ctx, *backoff)
+	*backoff = min(*backoff*2, backoffMax)
+	return ok
+}
+
+// runOnce starts the container and waits for it to end. ok is false when the
+// pod is stopping (or the container could not be configured before that).
+func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Duration) (exitCode int, ok bool) {
+	backoff := backoffStart
+	var proc *container.Process
+	for proc == nil {
+		spec, err := w.containerSpec(ctx, s)
+		if err == nil {
+			proc, err = container.Start(w.a.cfg.Outpost, spec, s.logFile())
+		}
+		if err != nil {
+			w.mu.Lock()
+			s.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}}
+			w.mu.Unlock()
+			w.changed()
+			w.event(corev1.EventTypeWarning, "Failed", fmt.Sprintf("Error: container %s: %v", s.spec.Name, err))
+			if !sleep(ctx, backoff) {
+				return 0, false
+			}
+			backoff = min(backoff*2, backoffMax)
+		}
+	}
+	w.mu.Lock()
+	s.proc = proc
+	s.started = s.spec.StartupProbe == nil
+	s.ready = false
+	s.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(proc.Started)}}
+	w.mu.Unlock()
+	w.changed()
+	w.event(corev1.EventTypeNormal, "Started", "Started container "+s.spec.Name)
+
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	w.startProbes(probeCtx, s, proc)
+	select {
+	case <-proc.Done():
+	case <-ctx.Done():
+		g := 5 * time.Second
+		if grace != nil && *grace >= 0 {
+			g = *grace
+		}
+		proc.Stop(g)
+	}
+	stopProbes()
+
+	term := &corev1.ContainerStateTerminated{ExitCode: int32(proc.ExitCode), StartedAt: metav1.NewTime(proc.Started),
+		FinishedAt: metav1.NewTime(proc.Finished), Reason: "Completed", ContainerID: s.containerID()}
+	if proc.ExitCode != 0 {
+		term.Reason = "Error"
+	}
+	term.Message = s.terminationMessage(w.dir, proc.ExitCode)
+	if proc.ExitCode == 128 && term.Message != "" {
+		term.Reason = "StartError"
+	}
+	w.mu.Lock()
+	s.proc, s.ready = nil, false
+	s.state = corev1.ContainerState{Terminated: term}
+	w.mu.Unlock()
+	w.changed()
+	return proc.ExitCode, ctx.Err() == nil
+}
+
+func (s *ctrState) logFile() string {
+	_ = os.MkdirAll(s.logDir, 0o755)
+	return filepath.Join(s.logDir, fmt.Sprintf("%d.log", s.restarts))
+}
+
+func (s *ctrState) containerID() string {
+	return fmt.Sprintf("outpost://%s/%d", s.spec.Name, s.restarts)
+}
+
+func (s *ctrState) terminationLog(podDir string) string {
+	return filepath.Join(podDir, "containers", s.spec.Name, "termination-log")
+}
+
+// terminationMessage reads what the container wrote to its
+// terminationMessagePath, or the end of its log when the policy says so.
+func (s *ctrState) terminationMessage(podDir string, exitCode int) string {
+	data, _ := os.ReadFile(s.terminationLog(podDir))
+	msg := strings.TrimSpace(string(data))
+	if msg == "" && exitCode != 0 && s.spec.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError {
+		tail, _ := tailLines(filepath.Join(s.logDir, fmt.Sprintf("%d.log", s.restarts)), 80)
+		msg = strings.TrimSpace(string(tail))
+	}
+	if len(msg) > 4096 {
+		msg = msg[len(msg)-4096:]
+	}
+	return msg
+}
+
+// containerSpec resolves env, command and mounts of the container.
+func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.Spec, error) {
+	pod := w.snapshot()
+	w.mu.Lock()
+	ip, vols := w.ip, w.volumes
+	w.mu.Unlock()
+	// The downward API reads the pod's IP from its status, which may not be
+	// written yet when the first container starts.
+	pod = pod.DeepCopy()
+	pod.Status.PodIP, pod.Status.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+	pod.Status.HostIP, pod.Status.HostIPs = "127.0.0.1", []corev1.HostIP{{IP: "127.0.0.1"}}
+
+	env, err := container.Env(ctx, apiSources{w.a.client}, pod, &s.spec, w.baseEnv(pod, ip), w.a.capacity)
+	if err != nil {
+		return container.Spec{}, err
+	}
+	argv, err := container.Argv(&s.spec, env, w.a.cfg.Outpost)
+	if err != nil {
+		return container.Spec{}, err
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	ctrDir := filepath.Join(w.dir, "containers", s.spec.Name)
+	termLog := s.terminationLog(w.dir)
+	if err := os.MkdirAll(ctrDir, 0o755); err != nil {
+		return container.Spec{}, err
+	}
+	if err := os.WriteFile(termLog, nil, 0o644); err != nil {
+		return container.Spec{}, err
+	}
+	var mounts []container.Mount
+	for _, m := range s.spec.VolumeMounts {
+		src, ok := vols[m.Name]
+		if !ok {
+			return container.Spec{}, fmt.Errorf("volumeMount %q: no volume of that name in the pod", m.Name)
+		}
+		sub := m.SubPath
+		if m.SubPathExpr != "" {
+			sub = container.Expand(m.SubPathExpr, vars)
+		}
+		if sub != "" {
+			if filepath.IsAbs(sub) || strings.HasPrefix(filepath.Clean(sub), "..") {
+				return container.Spec{}, fmt.Errorf("volumeMount %q: subPath %q must be a relative path inside the volume", m.Name, sub)
+			}
+			src = filepath.Join(src, sub)
+			if _, err := os.Stat(src); os.IsNotExist(err) {
+				if err := os.MkdirAll(src, 0o755); err != nil {
+					return container.Spec{}, err
+				}
+			}
+		}
+		mounts = append(mounts, container.Mount{Source: src, Target: m.MountPath, ReadOnly: m.ReadOnly})
+	}
+	tmp := s.spec.TerminationMessagePath
+	if tmp == "" {
+		tmp = corev1.TerminationMessagePathDefault
+	}
+	mounts = append(mounts, container.Mount{Source: termLog, Target: tmp})
+	return container.Spec{Root: filepath.Join(ctrDir, "root"), Mounts: mounts, Argv: argv, Env: env,
+		WorkingDir: s.spec.WorkingDir, TerminationLog: termLog}, nil
+}
+
+// baseEnv is what every container gets before its own env: what an image
+// would set, the pod's identity, and service links.
+func (w *podWorker) baseEnv(pod *corev1.Pod, ip string) []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root",
+		"HOSTNAME=" + pod.Name,
+		"POD_IP=" + ip,
+		"KUBERNETES_SERVICE_HOST=" + w.a.apiHost,
+		"KUBERNETES_SERVICE_PORT=" + w.a.apiPort,
+		"KUBERNETES_SERVICE_PORT_HTTPS=" + w.a.apiPort,
+		"KUBERNETES_PORT=tcp://" + w.a.cfg.APIServer,
+	}
+	if pod.Spec.EnableServiceLinks != nil && !*pod.Spec.EnableServiceLinks {
+		return env
+	}
+	svcs, err := w.a.services.Services(pod.Namespace).List(everything)
+	if err != nil {
+		return env
+	}
+	for _, svc := range svcs {
+		ip := svc.Spec.ClusterIP
+		if ip == "" || ip == corev1.ClusterIPNone || len(svc.Spec.Ports) == 0 {
+			continue
+		}
+		prefix := strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_"))
+		p := svc.Spec.Ports[0]
+		env = append(env, fmt.Sprintf("%s_SERVICE_HOST=%s", prefix, ip), fmt.Sprintf("%s_SERVICE_PORT=%d", prefix, p.Port),
+			fmt.Sprintf("%s_PORT=%s://%s:%d", prefix, strings.ToLower(string(p.Protocol)), ip, p.Port))
+		for _, p := range svc.Spec.Ports {
+			if p.Name != "" {
+				env = append(env, fmt.Sprintf("%s_SERVICE_PORT_%s=%d", prefix, strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")), p.Port))
+			}
+		}
+	}
+	return env
+}
+
+// stopAll stops every running container with the grace period.
+func (w *podWorker) stopAll(grace time.Duration) {
+	w.mu.Lock()
+	var procs []*container.Process
+	for _, s := range append(append([]*ctrState{}, w.initStates...), w.states...) {
+		if s.proc != nil {
+			procs = append(procs, s.proc)
+		}
+	}
+	w.mu.Unlock()
+	if len(procs) > 0 {
+		w.event(corev1.EventTypeNormal, "Killing", fmt.Sprintf("Stopping %d containers (grace %s)", len(procs), grace))
+	}
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Stop(grace) }()
+	}
+	wg.Wait()
+	w.cancel()
+}
+
+// finish records the final phase once no container will run again.
+func (w *podWorker) finish() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.final != "" || !w.initDone {
+		if w.final == "" {
+			w.final = corev1.PodFailed
+		}
+		return
+	}
+	w.final = corev1.PodSucceeded
+	for _, s := range w.states {
+		if t := s.state.Terminated; t == nil || t.ExitCode != 0 {
+			w.final = corev1.PodFailed
+		}
+	}
+	w.kickLocked()
+}
+
+func (w *podWorker) setFinal(phase corev1.PodPhase) {
+	w.mu.Lock()
+	w.final = phase
+	w.mu.Unlock()
+	w.changed()
+}
+
+func (w *podWorker) kickLocked() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *podWorker) event(kind, reason, msg string) {
+	w.a.recorder.Event(w.snapshot(), kind, reason, msg)
+	if kind == corev1.EventTypeWarning {
+		w.a.log.Warn(msg, "pod", w.key(), "reason", reason)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}

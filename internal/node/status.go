@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+var everything = labels.Everything()
+
+// apiSources reads ConfigMaps and Secrets for env vars straight from the API:
+// a pod start needs a handful, not a cache of every Secret in the cluster.
+type apiSources struct{ client kubernetes.Interface }
+
+func (s apiSources) ConfigMap(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
+	return s.client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+func (s apiSources) Secret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	return s.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+// statusLoop writes the pod's status whenever it changed, coalescing bursts.
+func (w *podWorker) statusLoop(ctx context.Context) {
+	for {
+		select {
+		case <-w.kick:
+		case <-ctx.Done():
+			// One last write: the final container states must reach the API.
+			w.writeStatus(context.Background())
+			return
+		}
+		w.writeStatus(ctx)
+	}
+}
+
+func (w *podWorker) writeStatus(ctx context.Context) {
+	status := w.status()
+	body, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	same := string(body) == w.lastStatus
+	w.mu.Unlock()
+	if same {
+		return
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = w.a.client.CoreV1().Pods(w.namespace).Patch(ctx, w.name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
+		cancel()
+		if err == nil {
+			w.mu.Lock()
+			w.lastStatus = string(body)
+			w.mu.Unlock()
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond << attempt)
+	}
+	w.a.log.Warn("write pod status", "pod", w.key(), "err", err)
+}
+
+// status derives the pod's status from what the worker knows, the way the
+// kubelet computes phase and conditions.
+func (w *podWorker) status() corev1.PodStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := corev1.PodStatus{StartTime: &w.started, HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}}
+	if w.ip != "" {
+		st.PodIP, st.PodIPs = w.ip, []corev1.PodIP{{IP: w.ip}}
+	}
+	for _, s := range w.initStates {
+		st.InitContainerStatuses = append(st.InitContainerStatuses, s.status(s.done && s.state.Terminated != nil && s.state.Terminated.ExitCode == 0))
+	}
+	allReady, anyStarted := true, false
+	for _, s := range w.states {
+		st.ContainerStatuses = append(st.ContainerStatuses, s.status(s.ready))
+		allReady = allReady && s.ready
+		anyStarted = anyStarted || s.state.Waiting == nil || s.restarts > 0
+	}
+	switch {
+	case w.final != "":
+		st.Phase = w.final
+	case w.initDone && anyStarted:
+		st.Phase = corev1.PodRunning
+	default:
+		st.Phase = corev1.PodPending
+	}
+
+	// Transition times are those of the pod's start: the API keeps no history
+	// the node could read them back from cheaply, and nothing depends on them.
+	cond := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, LastTransitionTime: w.started}
+		if ok {
+			c.Status, c.Reason = corev1.ConditionTrue, ""
+		}
+		return c
+	}
+	done := st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed
+	notReady := "ContainersNotReady"
+	if done {
+		notReady = "PodCompleted"
+	}
+	ready := allReady && !done && len(w.states) > 0
+	st.Conditions = []corev1.PodCondition{
+		cond(corev1.PodReadyToStartContainers, w.ready2start, ""),
+		cond(corev1.PodInitialized, w.initDone, "ContainersNotInitialized"),
+		cond(corev1.PodReady, ready, notReady),
+		cond(corev1.ContainersReady, ready, notReady),
+		cond(corev1.PodScheduled, true, ""),
+	}
+	return st
+}
+
+func (s *ctrState) status(ready bool) corev1.ContainerStatus {
+	cs := corev1.ContainerStatus{
+		Name:                 s.spec.Name,
+		State:                s.state,
+		LastTerminationState: s.last,
+		Ready:                ready,
+		RestartCount:         s.restarts,
+		Image:                s.spec.Image,
+		ImageID:              "outpost://" + s.spec.Image,
+		Started:              &s.started,
+	}
+	if s.state.Running != nil || s.state.Terminated != nil {
+		cs.ContainerID = s.containerID()
+	}
+	if s.state.Running == nil {
+		f := false
+		cs.Started = &f
+	}
+	return cs
+}

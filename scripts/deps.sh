@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Outpost needs when they are missing. The local
+# node uses util-linux's mount namespaces through the kernel directly, Python's
+# http.server only in examples and tests.
+set -euo pipefail
+need=()
+command -v python3 >/dev/null || need+=(python3)
+command -v kubectl >/dev/null || need+=(kubectl)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi

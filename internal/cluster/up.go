@@ -380,6 +380,11 @@ func (c *Config) command(name string) (string, []string) {
 			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", c.APIPort),
 			"--tls-cert-file=" + p("pki", "apiserver.crt"), "--tls-private-key-file=" + p("pki", "apiserver.key"),
 			"--client-ca-file=" + p("pki", "ca.crt"), "--token-auth-file=" + p("pki", "tokens.csv"),
+			// No front proxy exists; naming a CA and a CN nobody holds keeps the
+			// components' delegated authentication from complaining it is unset.
+			"--requestheader-client-ca-file=" + p("pki", "ca.crt"), "--requestheader-allowed-names=outpost-front-proxy",
+			"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 			"--authorization-mode=RBAC", "--allow-privileged=true",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + p("pki", "sa.pub"), "--service-account-signing-key-file=" + p("pki", "sa.key"),

@@ -5,6 +5,7 @@ package clustertest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -40,6 +41,7 @@ var Cluster *Handle
 // process behind. When the cluster does not come up it prints every
 // component's log and exits non-zero.
 func Main(m *testing.M) {
+	flag.Parse() // for testing.Verbose, before m.Run parses
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clustertest:", err)

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"outpost.dev/outpost/internal/serviceproxy"
@@ -50,6 +51,7 @@ type Agent struct {
 	apiPort  string
 
 	kubeletVersion string
+	started        metav1.Time
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
@@ -74,7 +76,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	host, port, _ := strings.Cut(cfg.APIServer, ":")
 	a := &Agent{cfg: cfg, client: client, log: log, ips: ips, capacity: capacity(cfg.Dir),
-		apiHost: host, apiPort: port, workers: map[types.UID]*podWorker{}}
+		apiHost: host, apiPort: port, workers: map[types.UID]*podWorker{}, started: metav1.Now()}
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -235,7 +237,8 @@ func gpuCount() int {
 func (a *Agent) nodeStatus(kubeletVersion string) corev1.NodeStatus {
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
-		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+		// The conditions hold from the agent's start: that is their last transition.
+		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: a.started}
 	}
 	hostname, _ := os.Hostname()
 	machineID, _ := os.ReadFile("/etc/machine-id")
@@ -286,17 +289,25 @@ func (a *Agent) register(ctx context.Context) error {
 		}},
 		Spec: corev1.NodeSpec{PodCIDR: a.cfg.PodCIDR, PodCIDRs: []string{a.cfg.PodCIDR}},
 	}
-	created, err := a.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		created, err = a.client.CoreV1().Nodes().Get(ctx, a.cfg.Name, metav1.GetOptions{})
-	}
-	if err != nil {
+	if _, err := a.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	a.kubeletVersion = kubeletVersion
-	created.Status = a.nodeStatus(kubeletVersion)
-	_, err = a.client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
-	return err
+	return a.updateNodeStatus(ctx)
+}
+
+// updateNodeStatus writes the node's status on its latest version: controllers
+// annotate and taint the Node at the same time.
+func (a *Agent) updateNodeStatus(ctx context.Context) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status = a.nodeStatus(a.kubeletVersion)
+		_, err = a.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 // heartbeat renews the node lease and the Ready condition.
@@ -319,11 +330,8 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("renew node lease", "err", err)
 		}
-		if n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.Name, metav1.GetOptions{}); err == nil {
-			n.Status = a.nodeStatus(a.kubeletVersion)
-			if _, err := a.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
-				a.log.Warn("update node status", "err", err)
-			}
+		if err := a.updateNodeStatus(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("update node status", "err", err)
 		}
 		select {
 		case <-ctx.Done():

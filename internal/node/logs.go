@@ -180,4 +180,3 @@ func tailLines(file string, n int) ([]byte, error) {
 	}
 	return data[tailOffset(file, n):], nil
 }
-

@@ -66,9 +66,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", clustertest.Cluster.Kubeconfig}, args...)...)
-	out, err := cmd.CombinedOutput()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
 	}
 	return string(out)
 }
@@ -481,9 +483,11 @@ func TestDeletePodStopsItsProcesses(t *testing.T) {
 	ns, c := namespace(t)
 	marker := "marker-" + rand.String(8)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "sleeper"}, Spec: corev1.PodSpec{Containers: []corev1.Container{
-		// A shell that ignores SIGTERM and a grandchild in the background: the
-		// grace period ends in SIGKILL of the whole container.
-		shell("main", "trap '' TERM; sleep 1000 "+marker+" & sleep 1001 "+marker+"; wait"),
+		// A shell that ignores SIGTERM, a child in the background and one that
+		// leaves for a session of its own: the grace period ends in SIGKILL of
+		// the whole container.
+		shell("main", "trap '' TERM; python3 -c 'import time; time.sleep(1000)' "+marker+
+			" & python3 -c 'import os, time; os.setsid(); time.sleep(1000)' "+marker+"; wait"),
 	}, TerminationGracePeriodSeconds: ptr.To[int64](2)}}
 	createPod(t, c, ns, pod)
 	waitPod(t, c, ns, pod.Name, 30*time.Second, "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })

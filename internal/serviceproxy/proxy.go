@@ -73,7 +73,12 @@ type target struct {
 	namespace, service, port string // port is the service port's name
 }
 
-func (t target) String() string { return t.namespace + "/" + t.service }
+func (t target) String() string {
+	if t.port == "" {
+		return t.namespace + "/" + t.service
+	}
+	return t.namespace + "/" + t.service + ":" + t.port
+}
 
 type listener struct {
 	net.Listener
@@ -169,7 +174,7 @@ func (p *Proxy) sync(ctx context.Context, lister corelisters.ServiceLister) {
 		for _, sp := range svc.Spec.Ports {
 			t := target{svc.Namespace, svc.Name, sp.Name}
 			if !isTCP(sp) {
-				p.note(noted, "nontcp/"+t.String()+"/"+sp.Name, "skipping non-TCP service port",
+				p.note(noted, t.String()+"/"+string(sp.Protocol), "skipping non-TCP service port",
 					"service", t, "port", sp.Port, "protocol", sp.Protocol)
 				continue
 			}
@@ -241,13 +246,13 @@ func (p *Proxy) listen(ctx context.Context, addr string, t target) {
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		// Most likely another host process holds the port; the next sync retries.
-		p.log.Warn("cannot listen for service port, will retry", "service", t, "port", t.port, "address", addr, "err", err)
+		p.log.Warn("cannot listen for service port, will retry", "service", t, "address", addr, "err", err)
 		return
 	}
 	l := &listener{Listener: ln}
 	l.target.Store(&t)
 	p.listeners[addr] = l
-	p.log.Info("listening", "service", t, "port", t.port, "address", addr)
+	p.log.Info("listening", "service", t, "address", addr)
 	p.wg.Go(func() { p.serve(ctx, l) })
 }
 
@@ -320,7 +325,7 @@ func (p *Proxy) proxy(ctx context.Context, l *listener, client net.Conn) {
 	eps := p.endpoints(t)
 	if len(eps) == 0 {
 		// Closing at once tells the client to retry, as a refused SYN would.
-		p.log.Debug("no ready endpoints", "service", t, "port", t.port)
+		p.log.Debug("no ready endpoints", "service", t)
 		return
 	}
 	backend := p.dial(ctx, l, t, eps)
@@ -353,7 +358,7 @@ func (p *Proxy) dial(ctx context.Context, l *listener, t target, eps []string) n
 		if err == nil {
 			return conn
 		}
-		p.log.Warn("endpoint unreachable", "service", t, "port", t.port, "endpoint", ep, "err", err)
+		p.log.Warn("endpoint unreachable", "service", t, "endpoint", ep, "err", err)
 	}
 	return nil
 }

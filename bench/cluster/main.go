@@ -74,13 +74,13 @@ func run(n int, rate float64) error {
 	if err != nil {
 		return err
 	}
-	idleMB := rssMB(dir)
+	idleMB := memoryMB(dir)
 
 	lat, err := podLatencies(client, n, rate)
 	if err != nil {
 		return err
 	}
-	busyMB := rssMB(dir)
+	busyMB := memoryMB(dir)
 	base := baseline(20)
 
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -92,7 +92,8 @@ func run(n int, rate float64) error {
 	fmt.Printf("  p99 %7.1f ms\n  max %7.1f ms\n", ms(p(0.99)), ms(lat[len(lat)-1]))
 	fmt.Printf("baseline, same command as a plain host process (fork+exec until running): %.2f ms; pod p50 / baseline = %.0fx\n",
 		ms(base), ms(p(0.5))/ms(base))
-	fmt.Printf("cluster memory (RSS of every process of the cluster): idle %.0f MB, with %d pods %.0f MB\n", idleMB, len(lat), busyMB)
+	fmt.Printf("cluster memory (PSS of every process of the cluster, pods included): idle %.0f MB, with %d pods %.0f MB (%.1f MB a pod)\n",
+		idleMB, len(lat), busyMB, (busyMB-idleMB)/float64(len(lat)))
 	return nil
 }
 
@@ -178,13 +179,15 @@ func baseline(n int) time.Duration {
 	return ds[len(ds)/2]
 }
 
-// rssMB sums the resident memory of the cluster's processes (those naming its
-// directory, pod inits included, and their children).
-func rssMB(dir string) float64 {
+// memoryMB sums the proportional set size of the cluster's processes (those
+// naming its directory, pod inits included, and their descendants). PSS, not
+// RSS: every container init maps the same outpost binary, and RSS would count
+// those shared pages once per pod.
+func memoryMB(dir string) float64 {
 	entries, _ := os.ReadDir("/proc")
 	ours := map[int]bool{}
 	parent := map[int]int{}
-	rss := map[int]int64{}
+	pss := map[int]int64{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -194,18 +197,19 @@ func rssMB(dir string) float64 {
 		ours[pid] = strings.Contains(string(cmdline), dir)
 		status, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
 		for _, line := range strings.Split(string(status), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 2 && f[0] == "PPid:" {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "PPid:" {
 				parent[pid], _ = strconv.Atoi(f[1])
 			}
-			if len(f) >= 2 && f[0] == "VmRSS:" {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				rss[pid] = kb
+		}
+		rollup, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "smaps_rollup"))
+		for _, line := range strings.Split(string(rollup), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Pss:" {
+				pss[pid], _ = strconv.ParseInt(f[1], 10, 64)
 			}
 		}
 	}
 	var total int64
-	for pid, kb := range rss {
+	for pid, kb := range pss {
 		for p, depth := pid, 0; p > 1 && depth < 10; p, depth = parent[p], depth+1 {
 			if ours[p] {
 				total += kb

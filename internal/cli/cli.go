@@ -77,6 +77,13 @@ func clusterCmd() *cobra.Command {
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultClusterDir(), "directory holding the cluster's state ($OUTPOST_CLUSTER_DIR)")
 	abs := func() (string, error) { return filepath.Abs(dir) }
+	load := func() (*cluster.Config, error) {
+		d, err := abs()
+		if err != nil {
+			return nil, err
+		}
+		return cluster.Load(d)
+	}
 
 	up := &cobra.Command{Use: "up", Short: "Start the cluster in the background (a no-op when it runs)", Args: cobra.NoArgs}
 	var cfg cluster.Config
@@ -112,11 +119,7 @@ func clusterCmd() *cobra.Command {
 	down := &cobra.Command{Use: "down", Short: "Stop every process of the cluster", Args: cobra.NoArgs}
 	purge := down.Flags().Bool("purge", false, "also delete the cluster directory and all its state")
 	down.RunE = func(cmd *cobra.Command, _ []string) error {
-		d, err := abs()
-		if err != nil {
-			return err
-		}
-		c, err := cluster.Load(d)
+		c, err := load()
 		if err != nil {
 			return err
 		}
@@ -129,11 +132,7 @@ func clusterCmd() *cobra.Command {
 		if err := output.Validate(*out); err != nil {
 			return err
 		}
-		d, err := abs()
-		if err != nil {
-			return err
-		}
-		c, err := cluster.Load(d)
+		c, err := load()
 		if err != nil {
 			return err
 		}
@@ -161,11 +160,7 @@ func clusterCmd() *cobra.Command {
 	kubeconfig := &cobra.Command{Use: "kubeconfig", Short: "Print the path of the cluster's admin kubeconfig", Args: cobra.NoArgs}
 	view := kubeconfig.Flags().Bool("view", false, "print the kubeconfig's contents instead of its path")
 	kubeconfig.RunE = func(cmd *cobra.Command, _ []string) error {
-		d, err := abs()
-		if err != nil {
-			return err
-		}
-		c, err := cluster.Load(d)
+		c, err := load()
 		if err != nil {
 			return err
 		}

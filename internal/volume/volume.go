@@ -291,7 +291,9 @@ func mkdirAllTracked(dir string, mode os.FileMode, u *undo) error {
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
 		if err := os.Mkdir(missing[i], mode); err != nil {
-			if errors.Is(err, os.ErrExist) {
+			// Someone made it meanwhile: fine if it is a directory. A dangling
+			// symlink also says "exists", and must not pass for one.
+			if fi, serr := os.Stat(missing[i]); errors.Is(err, os.ErrExist) && serr == nil && fi.IsDir() {
 				continue
 			}
 			return err

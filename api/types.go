@@ -136,6 +136,8 @@ type DesiredState struct {
 	Extensions []DesiredExtension `json:"extensions"`
 	// Namespaces the workspace wants to exist (attach --create-namespace).
 	Namespaces []string `json:"namespaces,omitempty"`
+	// HeartbeatSeconds is how often the agent should report.
+	HeartbeatSeconds int `json:"heartbeatSeconds"`
 }
 
 // DesiredExtension carries the settings, protected ones included: the agent

@@ -34,8 +34,9 @@ func Main(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(versionCmd(), clusterCmd(), nodeCmd())
-	root.SetArgs(args)
+	root.AddCommand(versionCmd(), clusterCmd(), nodeCmd(), workspaceCmd(), loginCmd(), connectedk8sCmd(),
+		k8sExtensionCmd(), mlCmd(), agentCmd(), extensionComponentCmd())
+	root.SetArgs(rewriteMultiValue(args))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

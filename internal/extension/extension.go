@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -221,9 +222,12 @@ func (p *parser) settings() Settings {
 	s.EnableTraining, s.EnableInference = training, inference
 	serving := inferenceOK && inference
 
-	s.InstallNvidiaDevicePlugin, _ = p.boolean(keyInstallNvidiaDevicePlugin, true)
-	s.InstallPromOp, _ = p.boolean(keyInstallPromOp, true)
-	s.InstallVolcano, _ = p.boolean(keyInstallVolcano, true)
+	// Unlike the Azure extension, these default to False: Outpost deploys a
+	// cluster-wide add-on only when asked, so that it never fights one the
+	// cluster already runs.
+	s.InstallNvidiaDevicePlugin, _ = p.boolean(keyInstallNvidiaDevicePlugin, false)
+	s.InstallPromOp, _ = p.boolean(keyInstallPromOp, false)
+	s.InstallVolcano, _ = p.boolean(keyInstallVolcano, false)
 	s.InstallDcgmExporter, _ = p.boolean(keyInstallDcgmExporter, false)
 	s.OpenShift, _ = p.boolean(keyOpenShift, false)
 	s.LogAnalyticsWS, _ = p.boolean(keyLogAnalyticsWS, false)
@@ -364,7 +368,7 @@ func (p *parser) tls(s *Settings, serving bool) {
 	if secretSet {
 		name := p.in[keySSLSecret].value
 		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
-			p.invalid(keySSLSecret, "not a valid Kubernetes secret name: "+strings.Join(msgs, "; "))
+			p.invalid(keySSLSecret, "not a valid Kubernetes secret name: "+explain(msgs))
 		} else {
 			s.SSLSecret = name
 		}
@@ -380,8 +384,8 @@ func (p *parser) tls(s *Settings, serving bool) {
 	}
 	if insecure && (certSet || keySet || secretSet) {
 		p.errorf("%s and the TLS settings (%s/%s or %s) contradict each other: keep the TLS settings for HTTPS, "+
-			"or %s for plain HTTP", p.shown(keyAllowInsecureConnections), keySSLCertPemFile, keySSLKeyPemFile,
-			keySSLSecret, p.shown(keyAllowInsecureConnections))
+			"or drop them to serve plain HTTP", p.shown(keyAllowInsecureConnections), keySSLCertPemFile, keySSLKeyPemFile,
+			keySSLSecret)
 	} else if serving && insecure {
 		p.warnf("%s: the inference router serves plain HTTP, so scoring requests and their keys travel unencrypted",
 			p.shown(keyAllowInsecureConnections))
@@ -393,7 +397,7 @@ func (p *parser) tls(s *Settings, serving bool) {
 		// Kubernetes and certificates compare against.
 		name := strings.ToLower(p.in[keySSLCname].value)
 		if msgs := validation.IsDNS1123Subdomain(strings.TrimPrefix(name, "*.")); len(msgs) > 0 {
-			p.invalid(keySSLCname, "not a DNS name (a leading *. wildcard is allowed): "+strings.Join(msgs, "; "))
+			p.invalid(keySSLCname, "not a DNS name (a leading *. wildcard is allowed): "+explain(msgs))
 		} else {
 			s.SSLCname = name
 		}
@@ -431,6 +435,17 @@ func (p *parser) tls(s *Settings, serving bool) {
 	}
 }
 
+// explain joins the messages of k8s.io/apimachinery's validation, without the
+// regular expression they quote: users act on the prose and the example.
+func explain(msgs []string) string {
+	for i, m := range msgs {
+		msgs[i] = regexQuote.ReplaceAllString(m, "")
+	}
+	return strings.Join(msgs, "; ")
+}
+
+var regexQuote = regexp.MustCompile(`,? regex used for validation is '[^']*'`)
+
 func (p *parser) nodeSelector() map[string]string {
 	var sel map[string]string
 	for _, k := range slices.Sorted(maps.Keys(p.in)) {
@@ -444,12 +459,12 @@ func (p *parser) nodeSelector() map[string]string {
 		}
 		valid := true
 		if msgs := validation.IsQualifiedName(label); len(msgs) > 0 {
-			p.errorf("%s: %q is not a valid label key: %s", k, label, strings.Join(msgs, "; "))
+			p.errorf("%s: %q is not a valid label key: %s", k, label, explain(msgs))
 			valid = false
 		}
 		value := p.in[k].value
 		if msgs := validation.IsValidLabelValue(value); len(msgs) > 0 {
-			p.invalid(k, "not a valid label value: "+strings.Join(msgs, "; "))
+			p.invalid(k, "not a valid label value: "+explain(msgs))
 			valid = false
 		}
 		if valid {

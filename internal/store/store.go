@@ -26,8 +26,8 @@ var (
 
 // Key names one resource.
 type Key struct {
-	Kind   string `json:"kind"`
-	Group  string `json:"resourceGroup"`
+	Kind  string `json:"kind"`
+	Group string `json:"resourceGroup"`
 	// Parent is "<kind>/<name>" of the resource this one belongs to (an
 	// extension to its connected cluster), empty for top-level resources.
 	Parent string `json:"parent,omitempty"`

@@ -1,0 +1,159 @@
+// Package client is the CLI's connection to a workspace: the login stored by
+// `outpost login` and authenticated JSON calls over HTTPS.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"outpost.dev/outpost/api"
+)
+
+// Config is a stored login.
+type Config struct {
+	URL   string `json:"url"`
+	Token string `json:"token"`
+	CA    string `json:"ca,omitempty"` // PEM of the workspace's CA
+}
+
+// ConfigPath is $OUTPOST_CONFIG, else ~/.outpost/config.json.
+func ConfigPath() string {
+	if p := os.Getenv("OUTPOST_CONFIG"); p != "" {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = os.TempDir()
+	}
+	return filepath.Join(home, ".outpost", "config.json")
+}
+
+// Load reads the stored login; OUTPOST_URL, OUTPOST_TOKEN and
+// OUTPOST_CA_FILE override its parts.
+func Load() (Config, error) {
+	var c Config
+	data, err := os.ReadFile(ConfigPath())
+	if err == nil {
+		if err := json.Unmarshal(data, &c); err != nil {
+			return c, fmt.Errorf("%s: %w", ConfigPath(), err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return c, err
+	}
+	if v := os.Getenv("OUTPOST_URL"); v != "" {
+		c.URL = v
+	}
+	if v := os.Getenv("OUTPOST_TOKEN"); v != "" {
+		c.Token = v
+	}
+	if f := os.Getenv("OUTPOST_CA_FILE"); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return c, fmt.Errorf("OUTPOST_CA_FILE: %w", err)
+		}
+		c.CA = string(pem)
+	}
+	if c.URL == "" || c.Token == "" {
+		return c, errors.New("not logged in to a workspace: run `outpost login --url URL --token TOKEN` (or set OUTPOST_URL and OUTPOST_TOKEN)")
+	}
+	return c, nil
+}
+
+// Save stores the login, readable by its owner only: it holds a token.
+func (c Config) Save() error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(ConfigPath()), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(ConfigPath(), data, 0o600)
+}
+
+// Client calls a workspace.
+type Client struct {
+	cfg  Config
+	http *http.Client
+}
+
+// New makes a client that trusts the workspace's CA.
+func New(cfg Config) (*Client, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CA != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cfg.CA)) {
+			return nil, errors.New("the workspace CA in the login holds no certificate")
+		}
+		tc.RootCAs = pool
+	}
+	return &Client{cfg: cfg, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}, nil
+}
+
+// Config returns the login the client uses.
+func (c *Client) Config() Config { return c.cfg }
+
+// StatusError is a workspace's refusal.
+type StatusError struct {
+	Code int
+	Body api.Error
+}
+
+func (e *StatusError) Error() string { return e.Body.Message }
+
+// IsNotFound tells a 404.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// Do sends in as JSON (when not nil) and decodes the answer into out (when
+// not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.URL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("workspace %s: %w", c.cfg.URL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		se := &StatusError{Code: resp.StatusCode}
+		if json.Unmarshal(data, &se.Body) != nil || se.Body.Message == "" {
+			se.Body.Message = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+		}
+		return se
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}

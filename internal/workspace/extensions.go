@@ -1,0 +1,253 @@
+package workspace
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"sort"
+	"strings"
+
+	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/extension"
+	"outpost.dev/outpost/internal/store"
+)
+
+// MLExtensionType is the one extension type Outpost installs.
+const MLExtensionType = "Microsoft.AzureML.Kubernetes"
+
+type extensionSpec struct {
+	ExtensionType string            `json:"extensionType"`
+	ClusterType   string            `json:"clusterType"`
+	Scope         string            `json:"scope"`
+	Settings      map[string]string `json:"settings"`
+	// ProtectedKeys lets `show` list which protected settings are set
+	// without reading them.
+	ProtectedKeys []string `json:"protectedKeys,omitempty"`
+	Warnings      []string `json:"warnings,omitempty"`
+}
+
+type extensionStatus struct {
+	ObservedGeneration int64                 `json:"observedGeneration"`
+	InstallState       string                `json:"installState"`
+	Message            string                `json:"message,omitempty"`
+	Components         []api.ComponentStatus `json:"components,omitempty"`
+}
+
+func extensionKey(rg, cluster, name string) store.Key {
+	return store.Key{Kind: kindExtension, Group: rg, Parent: kindCluster + "/" + cluster, Name: name}
+}
+
+func (s *Server) extensionView(o store.Object) api.Extension {
+	var spec extensionSpec
+	var st extensionStatus
+	_ = json.Unmarshal(o.Spec, &spec)
+	_ = json.Unmarshal(o.Status, &st)
+	cluster := strings.TrimPrefix(o.Parent, kindCluster+"/")
+	e := api.Extension{ID: clusterID(o.Group, cluster) + "/extensions/" + o.Name, Name: o.Name, ResourceGroup: o.Group,
+		ClusterName: cluster, ClusterType: spec.ClusterType, ExtensionType: spec.ExtensionType, Scope: spec.Scope,
+		ConfigurationSettings: spec.Settings, Warnings: spec.Warnings, Generation: o.Generation,
+		InstallState: api.InstallPending, ProvisioningState: api.StateCreating}
+	if len(spec.ProtectedKeys) > 0 {
+		e.ConfigurationProtectedSettings = map[string]string{}
+		for _, k := range spec.ProtectedKeys {
+			e.ConfigurationProtectedSettings[k] = "<redacted>"
+		}
+	}
+	if st.ObservedGeneration == o.Generation {
+		e.InstallState, e.Message, e.Components = st.InstallState, st.Message, st.Components
+	} else {
+		e.Message = "waiting for the cluster agent to apply the latest settings"
+		if !s.connected(o.Group, cluster) {
+			e.Message = "waiting for cluster " + cluster + " to connect"
+		}
+	}
+	switch e.InstallState {
+	case api.InstallInstalled:
+		e.ProvisioningState = api.StateSucceeded
+	case api.InstallFailed:
+		e.ProvisioningState = api.StateFailed
+	}
+	return e
+}
+
+// validateExtension checks a request against the cluster and the settings
+// rules; nothing is stored when it fails.
+func validateExtension(req *api.ExtensionRequest) (extension.Settings, error) {
+	if !strings.EqualFold(req.ExtensionType, MLExtensionType) {
+		return extension.Settings{}, fmt.Errorf("--extension-type %q: the only supported type is %s", req.ExtensionType, MLExtensionType)
+	}
+	req.ExtensionType = MLExtensionType
+	switch req.ClusterType {
+	case "connectedClusters", "managedClusters":
+	case "":
+		return extension.Settings{}, errors.New("--cluster-type is required: connectedClusters or managedClusters")
+	default:
+		return extension.Settings{}, fmt.Errorf("--cluster-type %q: use connectedClusters or managedClusters", req.ClusterType)
+	}
+	switch strings.ToLower(req.Scope) {
+	case "", "cluster":
+		req.Scope = "cluster"
+	case "namespace":
+		return extension.Settings{}, errors.New("--scope namespace: the ML extension is installed cluster-wide; use --scope cluster")
+	default:
+		return extension.Settings{}, fmt.Errorf("--scope %q: use cluster", req.Scope)
+	}
+	return extension.Parse(req.ConfigurationSettings, req.ConfigurationProtectedSettings)
+}
+
+func (s *Server) storeExtensionSpec(req api.ExtensionRequest, set extension.Settings) (json.RawMessage, []byte) {
+	keys := make([]string, 0, len(req.ConfigurationProtectedSettings))
+	for k := range req.ConfigurationProtectedSettings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	spec, _ := json.Marshal(extensionSpec{ExtensionType: req.ExtensionType, ClusterType: req.ClusterType, Scope: req.Scope,
+		Settings: req.ConfigurationSettings, ProtectedKeys: keys, Warnings: set.Warnings})
+	prot, _ := json.Marshal(req.ConfigurationProtectedSettings)
+	return spec, prot
+}
+
+func (s *Server) createExtension(w http.ResponseWriter, r *http.Request) {
+	rg, cluster, name := r.PathValue("rg"), r.PathValue("cluster"), r.PathValue("name")
+	if err := checkNames("extension name", name); err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidName", err.Error())
+		return
+	}
+	var req api.ExtensionRequest
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
+	if _, err := s.store.Get(r.Context(), clusterKey(rg, cluster)); err != nil {
+		storeError(w, err, fmt.Sprintf("connected cluster %s/%s (connect it first with `outpost connectedk8s connect`)", rg, cluster))
+		return
+	}
+	set, err := validateExtension(&req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidConfiguration", err.Error())
+		return
+	}
+	existing, err := s.store.List(r.Context(), kindExtension, rg, kindCluster+"/"+cluster)
+	if err != nil {
+		storeError(w, err, "extensions")
+		return
+	}
+	for _, o := range existing {
+		if o.Name != name {
+			writeError(w, http.StatusConflict, "Conflict", fmt.Sprintf("cluster %s already has the ML extension %q; update or delete it", cluster, o.Name))
+			return
+		}
+	}
+	spec, prot := s.storeExtensionSpec(req, set)
+	o, err := s.store.Create(r.Context(), extensionKey(rg, cluster, name), spec, prot)
+	if err != nil {
+		storeError(w, err, "extension "+name)
+		return
+	}
+	s.notify(clusterID(rg, cluster))
+	writeJSON(w, http.StatusCreated, s.extensionView(o))
+}
+
+// updateExtension merges the given settings into the stored ones, as
+// `k8s-extension update --config` does; an empty value removes a key.
+func (s *Server) updateExtension(w http.ResponseWriter, r *http.Request) {
+	rg, cluster, name := r.PathValue("rg"), r.PathValue("cluster"), r.PathValue("name")
+	k := extensionKey(rg, cluster, name)
+	var patch api.ExtensionRequest
+	if err := decode(r, &patch); err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
+	o, err := s.store.Get(r.Context(), k)
+	if err != nil {
+		storeError(w, err, "extension "+name)
+		return
+	}
+	var spec extensionSpec
+	_ = json.Unmarshal(o.Spec, &spec)
+	prot := map[string]string{}
+	if data, err := s.store.Protected(r.Context(), k); err == nil && data != nil {
+		_ = json.Unmarshal(data, &prot)
+	}
+	req := api.ExtensionRequest{ExtensionType: spec.ExtensionType, ClusterType: spec.ClusterType, Scope: spec.Scope,
+		ConfigurationSettings: maps.Clone(spec.Settings), ConfigurationProtectedSettings: prot}
+	if req.ConfigurationSettings == nil {
+		req.ConfigurationSettings = map[string]string{}
+	}
+	merge := func(dst, src map[string]string, other map[string]string) {
+		for k, v := range src {
+			delete(other, k) // a key moves between plain and protected when given again
+			if v == "" {
+				delete(dst, k)
+			} else {
+				dst[k] = v
+			}
+		}
+	}
+	merge(req.ConfigurationSettings, patch.ConfigurationSettings, req.ConfigurationProtectedSettings)
+	merge(req.ConfigurationProtectedSettings, patch.ConfigurationProtectedSettings, req.ConfigurationSettings)
+	for _, dup := range intersect(patch.ConfigurationSettings, patch.ConfigurationProtectedSettings) {
+		writeError(w, http.StatusBadRequest, "InvalidConfiguration", fmt.Sprintf("%s is given both as a setting and as a protected setting; give it once", dup))
+		return
+	}
+	set, err := validateExtension(&req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidConfiguration", err.Error())
+		return
+	}
+	body, protData := s.storeExtensionSpec(req, set)
+	o, err = s.store.UpdateSpec(r.Context(), k, body, protData, o.Generation)
+	if err != nil {
+		storeError(w, err, "extension "+name)
+		return
+	}
+	s.notify(clusterID(rg, cluster))
+	writeJSON(w, http.StatusOK, s.extensionView(o))
+}
+
+func intersect(a, b map[string]string) []string {
+	var out []string
+	for k := range a {
+		if _, ok := b[k]; ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *Server) getExtension(w http.ResponseWriter, r *http.Request) {
+	o, err := s.store.Get(r.Context(), extensionKey(r.PathValue("rg"), r.PathValue("cluster"), r.PathValue("name")))
+	if err != nil {
+		storeError(w, err, "extension "+r.PathValue("name"))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.extensionView(o))
+}
+
+func (s *Server) listExtensions(w http.ResponseWriter, r *http.Request) {
+	objs, err := s.store.List(r.Context(), kindExtension, r.PathValue("rg"), kindCluster+"/"+r.PathValue("cluster"))
+	if err != nil {
+		storeError(w, err, "extensions")
+		return
+	}
+	out := []api.Extension{}
+	for _, o := range objs {
+		out = append(out, s.extensionView(o))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// deleteExtension removes the record at once; the agent, seeing it gone from
+// the desired state, removes what it installed.
+func (s *Server) deleteExtension(w http.ResponseWriter, r *http.Request) {
+	rg, cluster, name := r.PathValue("rg"), r.PathValue("cluster"), r.PathValue("name")
+	if err := s.store.Delete(r.Context(), extensionKey(rg, cluster, name)); err != nil {
+		storeError(w, err, "extension "+name)
+		return
+	}
+	s.notify(clusterID(rg, cluster))
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -49,6 +49,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// client-go's default (5 requests/s) would make pruning an extension of a
+	// dozen objects take seconds.
+	rc.QPS, rc.Burst = 50, 100
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err

@@ -331,4 +331,3 @@ func waitExtension(ctx context.Context, ws *client.Client, e api.Extension, prog
 		}
 	}
 }
-

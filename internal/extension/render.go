@@ -57,9 +57,9 @@ const (
 	devicePluginImage = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 	devicePluginDir   = "/var/lib/kubelet/device-plugins"
 
-	// haReplicas is what the real CLI runs with inferenceRouterHA on a
-	// cluster of at least that many nodes: one router per node, so that
-	// losing a node leaves two.
+	// haReplicas is what the Azure ML extension runs with inferenceRouterHA;
+	// it wants as many nodes, so that the replicas do not share a node and
+	// fail together.
 	haReplicas = 3
 )
 

@@ -1,0 +1,345 @@
+// Package connect drives the seed's flow with the outpost binary as a user
+// would: serve a workspace, connect the local cluster, install the ML
+// extension in each scenario, attach it as compute, and survive faults.
+package connect
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/clustertest"
+)
+
+func TestMain(m *testing.M) { clustertest.Main(m) }
+
+// heartbeat of the test workspace: Offline shows after two missed ones.
+const heartbeat = time.Second
+
+// workspace is a running `outpost workspace serve` and a login to it.
+type workspace struct {
+	t     *testing.T
+	dir   string
+	addr  string
+	login string // OUTPOST_CONFIG of the user
+	cmd   *exec.Cmd
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startWorkspace(t *testing.T) *workspace {
+	w := &workspace{t: t, dir: t.TempDir(), addr: freePort(t)}
+	w.login = filepath.Join(w.dir, "login.json")
+	w.serve()
+	t.Cleanup(w.stop)
+	out, errOut, code := w.outpost("login", "--url", "https://"+w.addr, "--token", w.adminToken(), "--ca-file", filepath.Join(w.dir, "data", "tls", "ca.crt"))
+	if code != 0 {
+		t.Fatalf("login: %s %s", out, errOut)
+	}
+	return w
+}
+
+func (w *workspace) serve() {
+	w.t.Helper()
+	w.cmd = exec.Command(clustertest.Cluster.Outpost, "workspace", "serve", "--addr", w.addr, "--data-dir", filepath.Join(w.dir, "data"),
+		"--heartbeat", heartbeat.String())
+	log, _ := os.OpenFile(filepath.Join(w.dir, "workspace.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	w.cmd.Stdout, w.cmd.Stderr = log, log
+	if err := w.cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", w.addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.t.Fatal("workspace did not listen")
+}
+
+func (w *workspace) stop() {
+	if w.cmd != nil && w.cmd.Process != nil {
+		w.cmd.Process.Signal(syscall.SIGTERM)
+		w.cmd.Wait()
+		w.cmd = nil
+	}
+}
+
+func (w *workspace) kill9() {
+	w.cmd.Process.Kill()
+	w.cmd.Wait()
+	w.cmd = nil
+}
+
+func (w *workspace) adminToken() string {
+	data, err := os.ReadFile(filepath.Join(w.dir, "data", "admin-token"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(data))
+}
+
+// outpost runs the CLI as the logged-in user against the test cluster.
+func (w *workspace) outpost(args ...string) (string, string, int) {
+	w.t.Helper()
+	cmd := exec.Command(clustertest.Cluster.Outpost, args...)
+	cmd.Env = append(os.Environ(), "OUTPOST_CONFIG="+w.login, "KUBECONFIG="+clustertest.Cluster.Kubeconfig)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		w.t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// must runs the CLI and fails the test on a non-zero exit.
+func (w *workspace) must(args ...string) string {
+	w.t.Helper()
+	out, errOut, code := w.outpost(args...)
+	if code != 0 {
+		w.t.Fatalf("outpost %s: exit %d\n%s\n%s\n--- workspace log ---\n%s", strings.Join(args, " "), code, out, errOut, w.log())
+	}
+	return out
+}
+
+func (w *workspace) log() string {
+	data, _ := os.ReadFile(filepath.Join(w.dir, "workspace.log"))
+	return string(data)
+}
+
+func (w *workspace) cluster(name string) api.ConnectedCluster {
+	w.t.Helper()
+	var c api.ConnectedCluster
+	if err := json.Unmarshal([]byte(w.must("connectedk8s", "show", "-n", name, "-g", "rg", "-o", "json")), &c); err != nil {
+		w.t.Fatal(err)
+	}
+	return c
+}
+
+func (w *workspace) extension(name string) api.Extension {
+	w.t.Helper()
+	var e api.Extension
+	if err := json.Unmarshal([]byte(w.must("k8s-extension", "show", "--name", name, "--cluster-type", "connectedClusters",
+		"--cluster-name", "c1", "--resource-group", "rg", "-o", "json")), &e); err != nil {
+		w.t.Fatal(err)
+	}
+	return e
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err = f(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+}
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", clustertest.Cluster.Kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// create runs the seed's create command with the given settings.
+func create(w *workspace, name string, settings ...string) string {
+	args := []string{"k8s-extension", "create", "--name", name, "--extension-type", "Microsoft.AzureML.Kubernetes",
+		"--cluster-type", "connectedClusters", "--cluster-name", "c1", "--resource-group", "rg", "--scope", "cluster"}
+	return w.must(append(args, settings...)...)
+}
+
+// deleteAndWaitEmpty deletes the extension and waits until nothing of it is
+// left in the cluster.
+func deleteAndWaitEmpty(t *testing.T, w *workspace, name string) {
+	w.must("k8s-extension", "delete", "--name", name, "--cluster-type", "connectedClusters", "--cluster-name", "c1", "--resource-group", "rg", "--yes")
+	eventually(t, 60*time.Second, "namespace azureml gone", func() error {
+		_, err := clustertest.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), "azureml", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%v)", err)
+	})
+}
+
+func allRunning(t *testing.T) {
+	t.Helper()
+	out := kubectl(t, "get", "pods", "-n", "azureml", "--no-headers")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, l := range lines {
+		if !strings.Contains(l, "Running") || !strings.Contains(l, "1/1") {
+			t.Fatalf("kubectl get pods -n azureml: not all Running and ready:\n%s", out)
+		}
+	}
+	if len(lines) == 0 || lines[0] == "" {
+		t.Fatal("no pods in azureml")
+	}
+}
+
+func writePEMs(t *testing.T, dir string) (string, string) {
+	t.Helper()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=scoring.local").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	return cert, key
+}
+
+func TestSeedFlow(t *testing.T) {
+	w := startWorkspace(t)
+	out := connectC1(t, w)
+	if !strings.Contains(out, "Connected") {
+		t.Fatalf("connect printed:\n%s", out)
+	}
+	c := w.cluster("c1")
+	if c.ConnectivityStatus != api.Connected || !strings.HasPrefix(c.Facts.KubernetesVersion, "v1.34") || c.Facts.TotalNodeCount != 1 ||
+		c.Facts.Distribution != "generic" || c.Facts.AllocatableCPU == "" || c.LastConnectivityTime == nil {
+		t.Fatalf("connectedk8s show: %+v", c)
+	}
+	if out := w.must("connectedk8s", "list", "-o", "table"); !strings.Contains(out, "c1") || !strings.Contains(out, "Connected") {
+		t.Fatalf("connectedk8s list:\n%s", out)
+	}
+
+	cert, key := writePEMs(t, t.TempDir())
+	scenarios := []struct {
+		name     string
+		settings []string
+		check    func(t *testing.T)
+	}{
+		{"training", []string{"--config", "enableTraining=True"}, nil},
+		{"inference over HTTP", []string{"--configuration-settings", "enableInference=True", "allowInsecureConnections=True"}, func(t *testing.T) {
+			eventually(t, 20*time.Second, "router service with a load balancer address", func() error {
+				out := kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.type} {.spec.ports[0].port} {.status.loadBalancer.ingress[0].ip}")
+				if out != "LoadBalancer 80 127.0.0.1" {
+					return fmt.Errorf("service: %q", out)
+				}
+				return nil
+			})
+		}},
+		{"inference over HTTPS", []string{"--config", "enableInference=True", "--config-protected", "sslCertPemFile=" + cert, "sslKeyPemFile=" + key}, func(t *testing.T) {
+			pem, _ := os.ReadFile(cert)
+			got := kubectl(t, "get", "secret", "azureml-fe-tls", "-n", "azureml", "-o", "jsonpath={.data.tls\\.crt}")
+			if !strings.Contains(string(mustDecode(t, got)), strings.TrimSpace(string(pem))) {
+				t.Fatal("TLS secret does not hold the given certificate")
+			}
+		}},
+		{"inference with NodePort", []string{"--config", "enableInference=True", "privateEndpointNodeport=True", "allowInsecureConnections=True"}, func(t *testing.T) {
+			if out := kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.type}"); out != "NodePort" {
+				t.Fatalf("service type %q", out)
+			}
+		}},
+		{"training and inference", []string{"--config", "enableTraining=True", "enableInference=True", "--config-protected", "sslCertPemFile=" + cert, "sslKeyPemFile=" + key}, nil},
+	}
+	for i, sc := range scenarios {
+		ok := t.Run(sc.name, func(t *testing.T) {
+			w.t = t
+			start := time.Now()
+			out := create(w, "arcml-extension", sc.settings...)
+			if !strings.Contains(out, "Installed") {
+				t.Fatalf("create printed:\n%s", out)
+			}
+			t.Logf("create -> Installed in %.1fs", time.Since(start).Seconds())
+			e := w.extension("arcml-extension")
+			if e.InstallState != api.InstallInstalled || e.ProvisioningState != api.StateSucceeded {
+				t.Fatalf("show: %+v", e)
+			}
+			for _, v := range e.ConfigurationProtectedSettings {
+				if v != "<redacted>" {
+					t.Fatalf("show reveals a protected setting: %q", v)
+				}
+			}
+			allRunning(t)
+			if sc.check != nil {
+				sc.check(t)
+			}
+			if i < len(scenarios)-1 {
+				deleteAndWaitEmpty(t, w, "arcml-extension")
+			}
+		})
+		if !ok {
+			t.FailNow()
+		}
+	}
+	w.t = t
+
+	// Attach the cluster with the extension of the last scenario installed.
+	id := "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/c1"
+	var comp api.Compute
+	out = w.must("ml", "compute", "attach", "--resource-group", "rg", "--workspace-name", "ws", "--name", "amlarc-compute",
+		"--resource-id", id, "--type", "kubernetes", "--identity-type", "SystemAssigned", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &comp); err != nil || comp.ProvisioningState != api.StateSucceeded || comp.Namespace != "default" || comp.Identity.PrincipalID == "" {
+		t.Fatalf("attach: %s (%v)", out, err)
+	}
+	if out := w.must("ml", "compute", "list", "-g", "rg", "-w", "ws"); !strings.Contains(out, "amlarc-compute") || !strings.Contains(out, "Succeeded") {
+		t.Fatalf("compute list:\n%s", out)
+	}
+	w.must("ml", "compute", "detach", "-g", "rg", "-w", "ws", "-n", "amlarc-compute", "--yes")
+	if _, errOut, code := w.outpost("ml", "compute", "show", "-g", "rg", "-w", "ws", "-n", "amlarc-compute"); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("show after detach: exit %d %s", code, errOut)
+	}
+	deleteAndWaitEmpty(t, w, "arcml-extension")
+	if out := kubectl(t, "get", "all", "-n", "azureml", "--no-headers"); strings.TrimSpace(out) != "" && !strings.Contains(out, "No resources") {
+		t.Fatalf("left in azureml:\n%s", out)
+	}
+}
+
+func mustDecode(t *testing.T, b64 string) []byte {
+	t.Helper()
+	data, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// connectC1 connects the test cluster as rg/c1 and, when the test ends,
+// deletes it again and waits until its agent's namespace is gone.
+func connectC1(t *testing.T, w *workspace, args ...string) string {
+	t.Helper()
+	out := w.must(append([]string{"connectedk8s", "connect", "--name", "c1", "--resource-group", "rg"}, args...)...)
+	t.Cleanup(func() {
+		w.outpost("connectedk8s", "delete", "--name", "c1", "--resource-group", "rg", "--yes")
+		eventually(t, 60*time.Second, "agent namespace gone", func() error {
+			for _, ns := range []string{"azure-arc", "azureml"} {
+				if _, err := clustertest.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+					return fmt.Errorf("namespace %s still there (%v)", ns, err)
+				}
+			}
+			return nil
+		})
+	})
+	return out
+}

@@ -7,7 +7,7 @@ KUBE_DIR := $(CURDIR)/.cache/kube
 export OUTPOST_KUBE_BIN_DIR := $(KUBE_DIR)/bin
 export OUTPOST_BIN := $(CURDIR)/bin/outpost
 
-.PHONY: build kube deps test quickstart bench-cluster lint clean
+.PHONY: build kube deps test quickstart bench-cluster bench-relay bench-extension lint clean
 
 ## build: the outpost binary, into bin/outpost
 build:
@@ -33,6 +33,14 @@ quickstart: deps build kube
 ## bench-cluster: start-up time, pod start latency and memory of the local cluster
 bench-cluster: build kube
 	go run ./bench/cluster
+
+## bench-relay: 1,000 simulated agents against one workspace
+bench-relay: build
+	go run ./bench/relay
+
+## bench-extension: k8s-extension create -> Installed per scenario on the local cluster
+bench-extension: build kube
+	go run ./bench/extension
 
 lint:
 	gofmt -l $$(git ls-files '*.go') && go vet ./...

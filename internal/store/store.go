@@ -55,7 +55,8 @@ type Object struct {
 
 // Store is an open database.
 type Store struct {
-	db *sql.DB
+	db   *sql.DB // the one writer
+	read *sql.DB // readers: WAL lets them run beside the writer
 
 	mu       sync.Mutex
 	revision int64
@@ -87,14 +88,22 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One connection: SQLite has one writer anyway, and a single connection
-	// makes every transaction see the previous one without retry loops.
+	// One writing connection: SQLite has one writer anyway, and a single
+	// connection serialises writers without busy retries.
 	db.SetMaxOpenConns(1)
 	s := &Store{db: db, changed: make(chan struct{})}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
+	// Readers get their own pool so that a burst of writes, each waiting on
+	// fsync, does not hold up every request that only reads.
+	s.read, err = sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.read.SetMaxOpenConns(8)
 	if err := db.QueryRow(`SELECT value FROM revision WHERE id = 1`).Scan(&s.revision); err != nil {
 		db.Close()
 		return nil, err
@@ -139,7 +148,10 @@ func (s *Store) migrate() error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.read.Close()
+	return s.db.Close()
+}
 
 // Revision is the revision of the last write.
 func (s *Store) Revision() int64 {
@@ -304,7 +316,7 @@ func (s *Store) Delete(ctx context.Context, k Key) error {
 // Protected returns a resource's protected data (nil when it has none).
 func (s *Store) Protected(ctx context.Context, k Key) ([]byte, error) {
 	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM protected WHERE kind = ? AND grp = ? AND parent = ? AND name = ?`,
+	err := s.read.QueryRowContext(ctx, `SELECT data FROM protected WHERE kind = ? AND grp = ? AND parent = ? AND name = ?`,
 		k.Kind, k.Group, k.Parent, k.Name).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -331,7 +343,7 @@ func scan(row interface{ Scan(...any) error }) (Object, error) {
 
 // Get reads one resource.
 func (s *Store) Get(ctx context.Context, k Key) (Object, error) {
-	o, err := scan(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM resources WHERE kind = ? AND grp = ? AND parent = ? AND name = ?`,
+	o, err := scan(s.read.QueryRowContext(ctx, `SELECT `+columns+` FROM resources WHERE kind = ? AND grp = ? AND parent = ? AND name = ?`,
 		k.Kind, k.Group, k.Parent, k.Name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return o, fmt.Errorf("%s: %w", k, ErrNotFound)
@@ -342,7 +354,7 @@ func (s *Store) Get(ctx context.Context, k Key) (Object, error) {
 // List returns the resources of a kind, in one group (all groups when group
 // is empty) and under one parent (any parent when parent is "*"), by name.
 func (s *Store) List(ctx context.Context, kind, group, parent string) ([]Object, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM resources
+	rows, err := s.read.QueryContext(ctx, `SELECT `+columns+` FROM resources
 		WHERE kind = ? AND (? = '' OR grp = ?) AND (? = '*' OR parent = ?) ORDER BY grp, parent, name`,
 		kind, group, group, parent, parent)
 	if err != nil {

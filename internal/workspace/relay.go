@@ -106,9 +106,6 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	id := clusterID(rg, cluster)
-	s.mu.Lock()
-	_, wasSeen := s.lastSeen[id]
-	s.mu.Unlock()
 	s.seen(id)
 	o, err := s.store.Get(ctx, clusterKey(rg, cluster))
 	if err != nil {
@@ -118,7 +115,10 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 	var st clusterStatus
 	_ = json.Unmarshal(o.Status, &st)
 	slices.Sort(rep.Namespaces)
-	if !wasSeen || !reflect.DeepEqual(st.Facts, rep.Facts) || !slices.Equal(st.Namespaces, rep.Namespaces) {
+	// Heartbeats live in memory; the database hears of a cluster only when
+	// its facts change, and once a minute so that a restarted workspace
+	// knows roughly when each cluster was last seen.
+	if st.LastSeen == nil || time.Since(*st.LastSeen) > time.Minute || !reflect.DeepEqual(st.Facts, rep.Facts) || !slices.Equal(st.Namespaces, rep.Namespaces) {
 		now := time.Now().UTC()
 		st = clusterStatus{Facts: rep.Facts, Namespaces: rep.Namespaces, LastSeen: &now}
 		body, _ := json.Marshal(st)

@@ -29,11 +29,58 @@ done
 step "kubectl logs deployment/hello"
 kubectl logs deployment/hello --tail=5
 
+# The seed's flow: a workspace, the cluster connected to it, the ML extension,
+# and the cluster attached as compute.
+wsdir=${OUTPOST_WORKSPACE_DIR:-$HOME/.outpost/workspace}
+wsaddr=127.0.0.1:8443
+step "outpost workspace serve (in the background, log in $wsdir.log)"
+if ! curl -fsS --cacert "$wsdir/tls/ca.crt" "https://$wsaddr/healthz" >/dev/null 2>&1; then
+  mkdir -p "$(dirname "$wsdir")"
+  nohup $outpost workspace serve --addr $wsaddr --data-dir "$wsdir" >"$wsdir.log" 2>&1 &
+  echo $! >"$wsdir.pid"
+  for i in $(seq 1 100); do
+    curl -fsS --cacert "$wsdir/tls/ca.crt" "https://$wsaddr/healthz" >/dev/null 2>&1 && break
+    if ! kill -0 "$(cat "$wsdir.pid")" 2>/dev/null; then
+      echo "the workspace did not start:" >&2
+      tail -5 "$wsdir.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+fi
+$outpost login --url "https://$wsaddr" --token "$(cat "$wsdir/admin-token")" --ca-file "$wsdir/tls/ca.crt"
+
+step "outpost connectedk8s connect --name local --resource-group outpost"
+if ! $outpost connectedk8s show --name local --resource-group outpost >/dev/null 2>&1; then
+  $outpost connectedk8s connect --name local --resource-group outpost
+fi
+$outpost connectedk8s show --name local --resource-group outpost
+
+step "outpost k8s-extension create ... --config enableTraining=True enableInference=True allowInsecureConnections=True"
+if ! $outpost k8s-extension show --name arcml-extension --cluster-type connectedClusters --cluster-name local --resource-group outpost >/dev/null 2>&1; then
+  $outpost k8s-extension create --name arcml-extension --extension-type Microsoft.AzureML.Kubernetes \
+    --config enableTraining=True enableInference=True allowInsecureConnections=True \
+    --cluster-type connectedClusters --cluster-name local --resource-group outpost --scope cluster
+fi
+$outpost k8s-extension show --name arcml-extension --cluster-type connectedClusters --cluster-name local --resource-group outpost
+kubectl get pods -n azureml
+
+step "outpost ml compute attach --type kubernetes --name local-compute ..."
+if ! $outpost ml compute show --resource-group outpost --workspace-name ws --name local-compute >/dev/null 2>&1; then
+  $outpost ml compute attach --resource-group outpost --workspace-name ws --name local-compute \
+    --resource-id /resourceGroups/outpost/connectedClusters/local --type kubernetes --identity-type SystemAssigned
+fi
+$outpost ml compute show --resource-group outpost --workspace-name ws --name local-compute
+
 cat <<MSG
 
-The cluster is still running. Try:
+The cluster and the workspace are still running. Try:
   export KUBECONFIG=$KUBECONFIG
   kubectl get pods -A
   $outpost cluster status
-  $outpost cluster down          # stop everything (add --purge to delete its state)
+  $outpost connectedk8s list
+  $outpost k8s-extension show --name arcml-extension --cluster-type connectedClusters --cluster-name local --resource-group outpost -o yaml
+To stop everything:
+  kill \$(cat $wsdir.pid)            # the workspace
+  $outpost cluster down          # the cluster (add --purge to delete its state)
 MSG

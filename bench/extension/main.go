@@ -21,6 +21,7 @@ import (
 
 	"outpost.dev/outpost/internal/cluster"
 	"outpost.dev/outpost/internal/clustertest"
+	"outpost.dev/outpost/internal/pki"
 )
 
 func main() {
@@ -105,10 +106,13 @@ func run() error {
 	}
 	fmt.Printf("baseline: connectedk8s connect -> Connected %.1f s\n", time.Since(t).Seconds())
 
-	openssl := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-		"-keyout", filepath.Join(dir, "key.pem"), "-out", filepath.Join(dir, "cert.pem"), "-days", "2", "-subj", "/CN=scoring.local")
-	if out, err := openssl.CombinedOutput(); err != nil {
-		return fmt.Errorf("openssl: %v\n%s", err, out)
+	ca, err := pki.NewCA("bench-ca")
+	if err != nil {
+		return err
+	}
+	if err := ca.Issue(pki.Request{CommonName: "scoring.local", DNSNames: []string{"scoring.local"}, Server: true},
+		filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")); err != nil {
+		return err
 	}
 	pems := []string{"--config-protected", "sslCertPemFile=" + filepath.Join(dir, "cert.pem"), "sslKeyPemFile=" + filepath.Join(dir, "key.pem")}
 	scenarios := []struct {

@@ -23,6 +23,7 @@ import (
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/clustertest"
+	"outpost.dev/outpost/internal/pki"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }
@@ -207,13 +208,17 @@ func allRunning(t *testing.T) {
 	}
 }
 
+// writePEMs makes a certificate and its key for the inference router, as
+// files, the way users bring them.
 func writePEMs(t *testing.T, dir string) (string, string) {
 	t.Helper()
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-		"-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=scoring.local").CombinedOutput()
+	ca, err := pki.NewCA("test-ca")
 	if err != nil {
-		t.Fatalf("openssl: %v\n%s", err, out)
+		t.Fatal(err)
+	}
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := ca.Issue(pki.Request{CommonName: "scoring.local", DNSNames: []string{"scoring.local"}, Server: true}, cert, key); err != nil {
+		t.Fatal(err)
 	}
 	return cert, key
 }

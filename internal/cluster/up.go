@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -408,15 +407,4 @@ func (c *Config) command(name string) (string, []string) {
 		return c.Outpost, []string{"node", "run", "--config=" + p("node", "config.json")}
 	}
 	panic("unknown component " + name)
-}
-
-// caPool is used by tests and status to trust the cluster's CA.
-func (c *Config) caPool() (*x509.CertPool, error) {
-	data, err := os.ReadFile(c.path("pki", "ca.crt"))
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(data)
-	return pool, nil
 }

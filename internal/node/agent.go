@@ -265,7 +265,6 @@ func (a *Agent) nodeStatus(kubeletVersion string) corev1.NodeStatus {
 			OSImage:                 "outpost process node",
 			ContainerRuntimeVersion: "outpost://" + version.Version,
 			KubeletVersion:          kubeletVersion,
-			KubeProxyVersion:        kubeletVersion,
 			OperatingSystem:         runtime.GOOS,
 			Architecture:            runtime.GOARCH,
 		},

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
-	"strings"
 	"time"
 
 	"outpost.dev/outpost/api"
@@ -148,9 +147,4 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 	}
 	s.reconcileComputes(ctx, rg, cluster)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// containsFold reports whether list holds s, ignoring case.
-func containsFold(list []string, s string) bool {
-	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
 }

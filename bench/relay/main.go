@@ -148,7 +148,10 @@ func (b *bench) round(n int, heartbeat, window time.Duration, changes int) (*res
 		got[i] = make(chan struct{}, 1)
 	}
 	for i := 0; i < n; i++ {
-		go b.agent(ctx, fmt.Sprintf("%s%d", prefix, i), tokens[i], heartbeat, ready, func(d api.DesiredState) {
+		// Spread the first reports over a heartbeat, as agents started at
+		// different times would be.
+		offset := heartbeat * time.Duration(i) / time.Duration(n)
+		go b.agent(ctx, fmt.Sprintf("%s%d", prefix, i), tokens[i], heartbeat, offset, ready, func(d api.DesiredState) {
 			if len(d.Extensions) == 0 {
 				return
 			}
@@ -225,14 +228,12 @@ func (b *bench) round(n int, heartbeat, window time.Duration, changes int) (*res
 
 // agent speaks the agent protocol: long polls on one connection, reports
 // on another, every heartbeat.
-func (b *bench) agent(ctx context.Context, name, token string, heartbeat time.Duration, ready chan<- struct{},
+func (b *bench) agent(ctx context.Context, name, token string, heartbeat, offset time.Duration, ready chan<- struct{},
 	onDesired func(api.DesiredState), onReport func(time.Duration, error)) {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.pool}, MaxIdleConnsPerHost: 2}}
 	base := b.url + "/agent/v1/resourceGroups/bench/connectedClusters/" + name
 	go func() {
-		// Spread the first reports over a heartbeat, as agents started at
-		// different times would be.
-		time.Sleep(time.Duration(int64(heartbeat) * int64(len(name)*7919%1000) / 1000))
+		time.Sleep(offset)
 		for ctx.Err() == nil {
 			t := time.Now()
 			req, _ := http.NewRequestWithContext(ctx, "POST", base+"/report", bytes.NewReader([]byte(`{"facts":{"kubernetesVersion":"v1.34.4","totalNodeCount":3},"extensions":[],"namespaces":["default"]}`)))

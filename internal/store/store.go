@@ -61,6 +61,10 @@ type Store struct {
 	mu       sync.Mutex
 	revision int64
 	changed  chan struct{} // closed and replaced on every write
+
+	queue     chan *writeReq
+	stopped   chan struct{}
+	closeOnce sync.Once
 }
 
 // migrations are applied in order, each once; their index+1 is the schema
@@ -83,7 +87,7 @@ var migrations = []string{
 // Open opens (creating if needed) the database file and brings its schema up
 // to date. Every acknowledged write is on disk: WAL with synchronous=FULL.
 func Open(path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
@@ -108,6 +112,8 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	s.queue, s.stopped = make(chan *writeReq, maxBatch), make(chan struct{})
+	go s.writer()
 	return s, nil
 }
 
@@ -147,10 +153,17 @@ func (s *Store) migrate() error {
 	return nil
 }
 
-// Close closes the database.
+// Close finishes the writes in flight and closes the database. No write may
+// start after Close.
 func (s *Store) Close() error {
-	s.read.Close()
-	return s.db.Close()
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.queue)
+		<-s.stopped
+		s.read.Close()
+		err = s.db.Close()
+	})
+	return err
 }
 
 // Revision is the revision of the last write.
@@ -178,30 +191,108 @@ func (s *Store) Wait(ctx context.Context, since int64) int64 {
 	}
 }
 
+// writeReq is one caller's change, waiting for the writer.
+type writeReq struct {
+	ctx  context.Context
+	f    func(tx *sql.Tx, rev int64, now string) error
+	done chan error
+}
+
 // write runs f in a transaction that advances the revision, and wakes
-// watchers once it is committed.
+// watchers once it is committed. Concurrent writes are committed together
+// (group commit): each runs under its own savepoint, so one that fails
+// changes nothing, and all share one fsync instead of paying one each.
 func (s *Store) write(ctx context.Context, f func(tx *sql.Tx, rev int64, now string) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	req := &writeReq{ctx: ctx, f: f, done: make(chan error, 1)}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-req.done
+}
+
+// maxBatch bounds a group commit, so that one transaction stays short.
+const maxBatch = 256
+
+func (s *Store) writer() {
+	defer close(s.stopped)
+	for first := range s.queue {
+		batch := []*writeReq{first}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*writeReq) {
+	errs := make([]error, len(batch))
+	fail := func(err error) {
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+	tx, err := s.db.Begin()
 	if err != nil {
-		return err
+		fail(err)
+		return
 	}
 	defer tx.Rollback()
+	now := time.Now().UTC().Format(time.RFC3339Nano)
 	var rev int64
-	if err := tx.QueryRowContext(ctx, `UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&rev); err != nil {
-		return err
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if _, err := tx.Exec(`SAVEPOINT w`); err != nil {
+			fail(err)
+			return
+		}
+		err := tx.QueryRowContext(r.ctx, `UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&rev)
+		if err == nil {
+			err = r.f(tx, rev, now)
+		}
+		if err != nil {
+			errs[i] = err
+			if _, err := tx.Exec(`ROLLBACK TO w`); err != nil {
+				fail(err)
+				return
+			}
+		}
+		if _, err := tx.Exec(`RELEASE w`); err != nil {
+			fail(err)
+			return
+		}
 	}
-	if err := f(tx, rev, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
-		return err
+	if err := tx.QueryRow(`SELECT value FROM revision WHERE id = 1`).Scan(&rev); err != nil {
+		fail(err)
+		return
 	}
 	if err := tx.Commit(); err != nil {
-		return err
+		fail(err)
+		return
 	}
 	s.mu.Lock()
-	s.revision = rev
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if rev != s.revision {
+		s.revision = rev
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
 	s.mu.Unlock()
-	return nil
+	for i, r := range batch {
+		r.done <- errs[i]
+	}
 }
 
 // Create stores a new resource and, when protected is not nil, its protected

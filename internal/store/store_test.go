@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -99,5 +100,51 @@ func TestWaitWakesOnWrite(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("Wait did not wake on a write")
+	}
+}
+
+// TestConcurrentWritesCommitTogether checks group commit: many writers at
+// once, some of which fail, each get their own outcome and nothing of a
+// failed one is stored.
+func TestConcurrentWritesCommitTogether(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "g.db"))
+	if _, err := s.Create(ctx, Key{Kind: "k", Group: "g", Name: "taken"}, json.RawMessage(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	start := s.Revision()
+	const n = 200
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			name := "n" + strconv.Itoa(i)
+			if i%10 == 0 {
+				name = "taken" // fails: exists
+			}
+			_, err := s.Create(ctx, Key{Kind: "k", Group: "g", Name: name}, json.RawMessage(`{"i":`+strconv.Itoa(i)+`}`), []byte("p"))
+			errs <- err
+		}()
+	}
+	failed := 0
+	for i := 0; i < n; i++ {
+		if err := <-errs; errors.Is(err, ErrExists) {
+			failed++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.List(ctx, "k", "g", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed != n/10 || len(list) != n-n/10+1 {
+		t.Fatalf("%d failed, %d stored; want %d failed, %d stored", failed, len(list), n/10, n-n/10+1)
+	}
+	// Each successful write advanced the revision once; failed ones not at all.
+	if got := s.Revision() - start; got != int64(n-n/10) {
+		t.Fatalf("revision advanced by %d, want %d", got, n-n/10)
+	}
+	if p, _ := s.Protected(ctx, Key{Kind: "k", Group: "g", Name: "taken"}); p != nil {
+		t.Fatalf("a failed create left protected data: %q", p)
 	}
 }

@@ -300,6 +300,31 @@ func TestSeedFlow(t *testing.T) {
 	}
 	w.t = t
 
+	// A device plugin that runs already is reported, not doubled.
+	t.Run("NVIDIA device plugin already running", func(t *testing.T) {
+		w.t = t
+		ds := `{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"nvidia-device-plugin-daemonset","namespace":"kube-system"},
+"spec":{"selector":{"matchLabels":{"app":"ndp"}},"template":{"metadata":{"labels":{"app":"ndp"}},
+"spec":{"nodeSelector":{"gpu":"none"},"containers":[{"name":"p","image":"nvcr.io/nvidia/k8s-device-plugin:v0.17.0","command":["true"]}]}}}}`
+		applyJSON(t, ds)
+		defer kubectl(t, "delete", "daemonset", "nvidia-device-plugin-daemonset", "-n", "kube-system")
+		out, errOut, code := w.outpost("k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
+			"--cluster-name", "c1", "--resource-group", "rg", "--config", "installNvidiaDevicePlugin=True")
+		if code == 0 || !strings.Contains(errOut, "an NVIDIA device plugin already runs in this cluster (DaemonSet kube-system/nvidia-device-plugin-daemonset)") {
+			t.Fatalf("update: exit %d\n%s\n%s", code, out, errOut)
+		}
+		if e := w.extension("arcml-extension"); e.InstallState != api.InstallFailed {
+			t.Fatalf("installState %s, want Failed", e.InstallState)
+		}
+		// The refused setting did not tear down what runs.
+		time.Sleep(2 * heartbeat)
+		allRunning(t)
+		// Back to the working settings.
+		w.must("k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
+			"--cluster-name", "c1", "--resource-group", "rg", "--config", "installNvidiaDevicePlugin=False")
+	})
+	w.t = t
+
 	// Attach the cluster with the extension of the last scenario installed.
 	id := "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/c1"
 	var comp api.Compute
@@ -318,6 +343,15 @@ func TestSeedFlow(t *testing.T) {
 	deleteAndWaitEmpty(t, w, "arcml-extension")
 	if out := kubectl(t, "get", "all", "-n", "azureml", "--no-headers"); strings.TrimSpace(out) != "" && !strings.Contains(out, "No resources") {
 		t.Fatalf("left in azureml:\n%s", out)
+	}
+}
+
+func applyJSON(t *testing.T, manifest string) {
+	t.Helper()
+	cmd := exec.Command("kubectl", "--kubeconfig", clustertest.Cluster.Kubeconfig, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 }
 

@@ -89,6 +89,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 func (a *Agent) syncLoop(ctx context.Context) {
 	etag := ""
 	backoff := time.Second
+	var retry time.Duration
 	for ctx.Err() == nil {
 		d, tag, err := a.poll(ctx, etag)
 		if err != nil {
@@ -109,8 +110,21 @@ func (a *Agent) syncLoop(ctx context.Context) {
 		if d == nil {
 			continue // 304: nothing changed
 		}
-		a.apply(ctx, *d)
 		etag = tag
+		if a.apply(ctx, *d) {
+			// Something failed (a namespace still terminating, an API error):
+			// ask again after a while, which applies the same state again.
+			etag = ""
+			retry = min(max(2*retry, 2*time.Second), 30*time.Second)
+			a.kick()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			continue
+		}
+		retry = 0
 		a.kick()
 	}
 }

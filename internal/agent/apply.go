@@ -51,8 +51,11 @@ type rendered struct {
 // apply converges the cluster on d: namespaces, then each extension by
 // server-side apply (idempotent: applying the same state again changes
 // nothing, so an agent restart applies nothing twice), then pruning.
-func (a *Agent) apply(ctx context.Context, d api.DesiredState) {
+func (a *Agent) apply(ctx context.Context, d api.DesiredState) (failed bool) {
 	errs := map[string]error{}
+	// An extension that cannot be rendered keeps what it has in the cluster:
+	// a bad setting must not tear down a working install.
+	untouchable := map[string]bool{}
 	for _, ns := range d.Namespaces {
 		_, err := a.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -73,20 +76,25 @@ func (a *Agent) apply(ctx context.Context, d api.DesiredState) {
 				}
 			}
 		}
+		if r == nil {
+			untouchable[e.Name] = true
+		}
 		if err != nil {
+			failed = true
 			a.log.Error("apply extension", "extension", e.Name, "err", err)
 		} else {
 			a.log.Info("applied extension", "extension", e.Name, "generation", e.Generation, "objects", len(r.objects))
 		}
 		errs[e.Name] = err
 	}
-	a.prune(ctx, keep)
+	a.prune(ctx, keep, untouchable)
 	a.mu.Lock()
 	a.desired, a.applyErrs = d, errs
 	if d.HeartbeatSeconds > 0 {
 		a.heartbeat = secondsOf(d.HeartbeatSeconds)
 	}
 	a.mu.Unlock()
+	return failed
 }
 
 func (a *Agent) render(e api.DesiredExtension, nodes int) (*rendered, error) {
@@ -98,6 +106,12 @@ func (a *Agent) render(e api.DesiredExtension, nodes int) (*rendered, error) {
 	if err != nil {
 		return nil, err
 	}
+	if set.InstallNvidiaDevicePlugin {
+		if other := a.foreignDevicePlugin(); other != "" {
+			return nil, fmt.Errorf("installNvidiaDevicePlugin=True, but an NVIDIA device plugin already runs in this cluster (DaemonSet %s): "+
+				"two plugins would advertise the same GPUs; set installNvidiaDevicePlugin=False to use the one there", other)
+		}
+	}
 	r := &rendered{objects: objs}
 	for _, o := range objs {
 		if o.GetKind() == "Deployment" || o.GetKind() == "DaemonSet" {
@@ -105,6 +119,26 @@ func (a *Agent) render(e api.DesiredExtension, nodes int) (*rendered, error) {
 		}
 	}
 	return r, nil
+}
+
+// foreignDevicePlugin names a DaemonSet running the NVIDIA device plugin that
+// no extension of ours created, or "".
+func (a *Agent) foreignDevicePlugin() string {
+	list, err := a.kube.AppsV1().DaemonSets("").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return ""
+	}
+	for _, ds := range list.Items {
+		if _, ours := ds.Labels[extensionLabel]; ours {
+			continue
+		}
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			if strings.Contains(c.Image, "k8s-device-plugin") || strings.Contains(ds.Name, "nvidia-device-plugin") {
+				return ds.Namespace + "/" + ds.Name
+			}
+		}
+	}
+	return ""
 }
 
 func (a *Agent) gvr(o *unstructured.Unstructured) (schema.GroupVersionResource, error) {
@@ -149,15 +183,16 @@ func (a *Agent) applyObjects(ctx context.Context, objs []*unstructured.Unstructu
 }
 
 // prune deletes objects an extension created that are no longer wanted,
-// namespaces last (deleting one takes its contents along).
-func (a *Agent) prune(ctx context.Context, keep map[string]bool) {
+// namespaces last (deleting one takes its contents along), except those of
+// the untouchable extensions.
+func (a *Agent) prune(ctx context.Context, keep, untouchable map[string]bool) {
 	for _, gvr := range prunable {
 		list, err := a.dyn.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: extensionLabel})
 		if err != nil {
 			continue // e.g. no SecurityContextConstraints outside OpenShift
 		}
 		for _, o := range list.Items {
-			if keep[objectID(gvr, o.GetNamespace(), o.GetName())] || o.GetDeletionTimestamp() != nil {
+			if keep[objectID(gvr, o.GetNamespace(), o.GetName())] || untouchable[o.GetLabels()[extensionLabel]] || o.GetDeletionTimestamp() != nil {
 				continue
 			}
 			policy := metav1.DeletePropagationBackground

@@ -105,7 +105,7 @@ func upsert[T metav1.Object](ctx context.Context, create func(context.Context, T
 // namespaces finish terminating in the background.
 func Uninstall(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface) error {
 	a := &Agent{kube: kube, dyn: dyn, log: discardLogger()}
-	a.prune(ctx, map[string]bool{})
+	a.prune(ctx, map[string]bool{}, map[string]bool{})
 	err := kube.RbacV1().ClusterRoleBindings().Delete(ctx, agentName, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err

@@ -100,36 +100,15 @@ func mlCmd() *cobra.Command {
 	ids(show, true)
 	showOut := outputFlag(show)
 	show.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*showOut); err != nil {
-			return err
-		}
-		c, err := connect()
-		if err != nil {
-			return err
-		}
-		var comp api.Compute
-		if err := c.Do(cmd.Context(), "GET", computePath(rg, ws, name), nil, &comp); err != nil {
-			return err
-		}
-		return output.Print(cmd.OutOrStdout(), *showOut, comp, computeTable(comp))
+		return fetchAndPrint(cmd, *showOut, computePath(rg, ws, name), func(c api.Compute) func() output.Table { return computeTable(c) })
 	}
 
 	list := &cobra.Command{Use: "list", Short: "List computes", Args: cobra.NoArgs}
 	ids(list, false)
 	listOut := outputFlag(list)
 	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*listOut); err != nil {
-			return err
-		}
-		c, err := connect()
-		if err != nil {
-			return err
-		}
-		var cs []api.Compute
-		if err := c.Do(cmd.Context(), "GET", "/resourceGroups/"+url.PathEscape(rg)+"/workspaces/"+url.PathEscape(ws)+"/computes", nil, &cs); err != nil {
-			return err
-		}
-		return output.Print(cmd.OutOrStdout(), *listOut, cs, computeTable(cs...))
+		return fetchAndPrint(cmd, *listOut, "/resourceGroups/"+url.PathEscape(rg)+"/workspaces/"+url.PathEscape(ws)+"/computes",
+			func(cs []api.Compute) func() output.Table { return computeTable(cs...) })
 	}
 
 	detach := &cobra.Command{Use: "detach", Short: "Detach a compute (the cluster keeps running)", Args: cobra.NoArgs}

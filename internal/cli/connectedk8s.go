@@ -127,40 +127,18 @@ func connectedk8sCmd() *cobra.Command {
 	nameFlags(show)
 	showOut := outputFlag(show)
 	show.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*showOut); err != nil {
-			return err
-		}
-		ws, err := connect()
-		if err != nil {
-			return err
-		}
-		var c api.ConnectedCluster
-		if err := ws.Do(cmd.Context(), "GET", clusterPath(rg, name), nil, &c); err != nil {
-			return err
-		}
-		return output.Print(cmd.OutOrStdout(), *showOut, c, clusterTable(c))
+		return fetchAndPrint(cmd, *showOut, clusterPath(rg, name), func(c api.ConnectedCluster) func() output.Table { return clusterTable(c) })
 	}
 
 	list := &cobra.Command{Use: "list", Short: "List connected clusters", Args: cobra.NoArgs}
 	list.Flags().StringVarP(&rg, "resource-group", "g", "", "resource group (default: all)")
 	listOut := outputFlag(list)
 	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*listOut); err != nil {
-			return err
-		}
-		ws, err := connect()
-		if err != nil {
-			return err
-		}
 		path := "/connectedClusters"
 		if rg != "" {
 			path = "/resourceGroups/" + url.PathEscape(rg) + "/connectedClusters"
 		}
-		var cs []api.ConnectedCluster
-		if err := ws.Do(cmd.Context(), "GET", path, nil, &cs); err != nil {
-			return err
-		}
-		return output.Print(cmd.OutOrStdout(), *listOut, cs, clusterTable(cs...))
+		return fetchAndPrint(cmd, *listOut, path, func(cs []api.ConnectedCluster) func() output.Table { return clusterTable(cs...) })
 	}
 
 	del := &cobra.Command{Use: "delete", Short: "Remove the agent and what it installed from the cluster, and forget the cluster", Args: cobra.NoArgs}

@@ -200,18 +200,7 @@ func k8sExtensionCmd() *cobra.Command {
 	sf.ids(show)
 	showOut := outputFlag(show)
 	show.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*showOut); err != nil {
-			return err
-		}
-		ws, err := connect()
-		if err != nil {
-			return err
-		}
-		var e api.Extension
-		if err := ws.Do(cmd.Context(), "GET", extensionPath(sf.rg, sf.cluster, sf.name), nil, &e); err != nil {
-			return err
-		}
-		return output.Print(cmd.OutOrStdout(), *showOut, e, extensionTable(e))
+		return fetchAndPrint(cmd, *showOut, extensionPath(sf.rg, sf.cluster, sf.name), func(e api.Extension) func() output.Table { return extensionTable(e) })
 	}
 
 	var lf extensionFlags
@@ -223,18 +212,7 @@ func k8sExtensionCmd() *cobra.Command {
 	_ = list.MarkFlagRequired("cluster-name")
 	listOut := outputFlag(list)
 	list.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*listOut); err != nil {
-			return err
-		}
-		ws, err := connect()
-		if err != nil {
-			return err
-		}
-		var es []api.Extension
-		if err := ws.Do(cmd.Context(), "GET", clusterPath(lf.rg, lf.cluster)+"/extensions", nil, &es); err != nil {
-			return err
-		}
-		return output.Print(cmd.OutOrStdout(), *listOut, es, extensionTable(es...))
+		return fetchAndPrint(cmd, *listOut, clusterPath(lf.rg, lf.cluster)+"/extensions", func(es []api.Extension) func() output.Table { return extensionTable(es...) })
 	}
 
 	var df extensionFlags

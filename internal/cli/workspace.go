@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"outpost.dev/outpost/internal/client"
+	"outpost.dev/outpost/internal/output"
 	"outpost.dev/outpost/internal/workspace"
 )
 
@@ -95,4 +96,21 @@ func connect() (*client.Client, error) {
 		return nil, err
 	}
 	return client.New(cfg)
+}
+
+// fetchAndPrint GETs path from the workspace into a T and prints it in the
+// chosen format, the table made by table: what every show and list does.
+func fetchAndPrint[T any](cmd *cobra.Command, format, path string, table func(T) func() output.Table) error {
+	if err := output.Validate(format); err != nil {
+		return err
+	}
+	ws, err := connect()
+	if err != nil {
+		return err
+	}
+	var v T
+	if err := ws.Do(cmd.Context(), "GET", path, nil, &v); err != nil {
+		return err
+	}
+	return output.Print(cmd.OutOrStdout(), format, v, table(v))
 }

@@ -325,6 +325,20 @@ func TestSeedFlow(t *testing.T) {
 	})
 	w.t = t
 
+	t.Run("a component that cannot run fails the install with its reason", func(t *testing.T) {
+		w.t = t
+		args := []string{"k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
+			"--cluster-name", "c1", "--resource-group", "rg", "--config"}
+		out, errOut, code := w.outpost(append(args, "nodeSelector.pool=nowhere")...)
+		if code == 0 || !strings.Contains(errOut, "cluster-status-reporter: pod cluster-status-reporter-") || !strings.Contains(errOut, "Unschedulable") {
+			t.Fatalf("update to an impossible nodeSelector: exit %d\n%s\n%s", code, out, errOut)
+		}
+		// An empty value removes the key; the install recovers.
+		w.must(append(args, "nodeSelector.pool=")...)
+		allRunning(t)
+	})
+	w.t = t
+
 	// Attach the cluster with the extension of the last scenario installed.
 	id := "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/c1"
 	var comp api.Compute

@@ -270,7 +270,10 @@ func (a *Agent) componentStatus(ctx context.Context, c *unstructured.Unstructure
 		if d.Spec.Replicas != nil {
 			want = *d.Spec.Replicas
 		}
-		st.Ready = d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want && d.Status.AvailableReplicas >= want
+		// As `kubectl rollout status`: the controller saw the latest spec, every
+		// replica runs it, no old one is left, and all are available.
+		st.Ready = d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
+			d.Status.Replicas == want && d.Status.AvailableReplicas >= want
 		st.Message = fmt.Sprintf("%d/%d ready", d.Status.ReadyReplicas, want)
 		selector = d.Spec.Selector
 	case "DaemonSet":

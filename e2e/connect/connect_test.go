@@ -154,26 +154,6 @@ func (w *workspace) extension(name string) api.Extension {
 	return e
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	var err error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if err = f(); err == nil {
-			return
-		}
-	}
-	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-}
-
-func kubectl(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", clustertest.Cluster.Kubeconfig}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
-	}
-	return string(out)
-}
-
 // create runs the seed's create command with the given settings.
 func create(w *workspace, name string, settings ...string) string {
 	args := []string{"k8s-extension", "create", "--name", name, "--extension-type", "Microsoft.AzureML.Kubernetes",
@@ -185,7 +165,7 @@ func create(w *workspace, name string, settings ...string) string {
 // left in the cluster.
 func deleteAndWaitEmpty(t *testing.T, w *workspace, name string) {
 	w.must("k8s-extension", "delete", "--name", name, "--cluster-type", "connectedClusters", "--cluster-name", "c1", "--resource-group", "rg", "--yes")
-	eventually(t, 60*time.Second, "namespace azureml gone", func() error {
+	clustertest.Eventually(t, 60*time.Second, "namespace azureml gone", func() error {
 		_, err := clustertest.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), "azureml", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -196,7 +176,7 @@ func deleteAndWaitEmpty(t *testing.T, w *workspace, name string) {
 
 func allRunning(t *testing.T) {
 	t.Helper()
-	out := kubectl(t, "get", "pods", "-n", "azureml", "--no-headers")
+	out := clustertest.Kubectl(t, "get", "pods", "-n", "azureml", "--no-headers")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	for _, l := range lines {
 		if !strings.Contains(l, "Running") || !strings.Contains(l, "1/1") {
@@ -246,8 +226,8 @@ func TestSeedFlow(t *testing.T) {
 	}{
 		{"training", []string{"--config", "enableTraining=True"}, nil},
 		{"inference over HTTP", []string{"--configuration-settings", "enableInference=True", "allowInsecureConnections=True"}, func(t *testing.T) {
-			eventually(t, 20*time.Second, "router service with a load balancer address", func() error {
-				out := kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.type} {.spec.ports[0].port} {.status.loadBalancer.ingress[0].ip}")
+			clustertest.Eventually(t, 20*time.Second, "router service with a load balancer address", func() error {
+				out := clustertest.Kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.type} {.spec.ports[0].port} {.status.loadBalancer.ingress[0].ip}")
 				if out != "LoadBalancer 80 127.0.0.1" {
 					return fmt.Errorf("service: %q", out)
 				}
@@ -256,13 +236,13 @@ func TestSeedFlow(t *testing.T) {
 		}},
 		{"inference over HTTPS", []string{"--config", "enableInference=True", "--config-protected", "sslCertPemFile=" + cert, "sslKeyPemFile=" + key}, func(t *testing.T) {
 			pem, _ := os.ReadFile(cert)
-			got := kubectl(t, "get", "secret", "azureml-fe-tls", "-n", "azureml", "-o", "jsonpath={.data.tls\\.crt}")
+			got := clustertest.Kubectl(t, "get", "secret", "azureml-fe-tls", "-n", "azureml", "-o", "jsonpath={.data.tls\\.crt}")
 			if !strings.Contains(string(mustDecode(t, got)), strings.TrimSpace(string(pem))) {
 				t.Fatal("TLS secret does not hold the given certificate")
 			}
 		}},
 		{"inference with NodePort", []string{"--config", "enableInference=True", "privateEndpointNodeport=True", "allowInsecureConnections=True"}, func(t *testing.T) {
-			if out := kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.type}"); out != "NodePort" {
+			if out := clustertest.Kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.type}"); out != "NodePort" {
 				t.Fatalf("service type %q", out)
 			}
 		}},
@@ -307,7 +287,7 @@ func TestSeedFlow(t *testing.T) {
 "spec":{"selector":{"matchLabels":{"app":"ndp"}},"template":{"metadata":{"labels":{"app":"ndp"}},
 "spec":{"nodeSelector":{"gpu":"none"},"containers":[{"name":"p","image":"nvcr.io/nvidia/k8s-device-plugin:v0.17.0","command":["true"]}]}}}}`
 		applyJSON(t, ds)
-		defer kubectl(t, "delete", "daemonset", "nvidia-device-plugin-daemonset", "-n", "kube-system")
+		defer clustertest.Kubectl(t, "delete", "daemonset", "nvidia-device-plugin-daemonset", "-n", "kube-system")
 		out, errOut, code := w.outpost("k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
 			"--cluster-name", "c1", "--resource-group", "rg", "--config", "installNvidiaDevicePlugin=True")
 		if code == 0 || !strings.Contains(errOut, "an NVIDIA device plugin already runs in this cluster (DaemonSet kube-system/nvidia-device-plugin-daemonset)") {
@@ -355,7 +335,7 @@ func TestSeedFlow(t *testing.T) {
 		t.Fatalf("show after detach: exit %d %s", code, errOut)
 	}
 	deleteAndWaitEmpty(t, w, "arcml-extension")
-	if out := kubectl(t, "get", "all", "-n", "azureml", "--no-headers"); strings.TrimSpace(out) != "" && !strings.Contains(out, "No resources") {
+	if out := clustertest.Kubectl(t, "get", "all", "-n", "azureml", "--no-headers"); strings.TrimSpace(out) != "" && !strings.Contains(out, "No resources") {
 		t.Fatalf("left in azureml:\n%s", out)
 	}
 }
@@ -385,7 +365,7 @@ func connectC1(t *testing.T, w *workspace, args ...string) string {
 	out := w.must(append([]string{"connectedk8s", "connect", "--name", "c1", "--resource-group", "rg"}, args...)...)
 	t.Cleanup(func() {
 		w.outpost("connectedk8s", "delete", "--name", "c1", "--resource-group", "rg", "--yes")
-		eventually(t, 60*time.Second, "agent namespace gone", func() error {
+		clustertest.Eventually(t, 60*time.Second, "agent namespace gone", func() error {
 			for _, ns := range []string{"azure-arc", "azureml"} {
 				if _, err := clustertest.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 					return fmt.Errorf("namespace %s still there (%v)", ns, err)

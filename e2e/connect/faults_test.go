@@ -88,7 +88,7 @@ func TestFaultsAndProxy(t *testing.T) {
 		w.t = t
 		w.kill9()
 		w.serve()
-		eventually(t, 60*time.Second, "agent reconnected by itself", func() error {
+		clustertest.Eventually(t, 60*time.Second, "agent reconnected by itself", func() error {
 			if c := w.cluster("c1"); c.ConnectivityStatus != api.Connected {
 				return fmt.Errorf("connectivity %s", c.ConnectivityStatus)
 			}
@@ -110,7 +110,7 @@ func TestFaultsAndProxy(t *testing.T) {
 		if err := pods.Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 60*time.Second, "a new agent pod runs and reports", func() error {
+		clustertest.Eventually(t, 60*time.Second, "a new agent pod runs and reports", func() error {
 			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "app=outpost-agent"})
 			if err != nil {
 				return err
@@ -141,8 +141,8 @@ func TestFaultsAndProxy(t *testing.T) {
 
 	t.Run("agent stopped shows Offline within two heartbeats", func(t *testing.T) {
 		w.t = t
-		kubectl(t, "scale", "deployment/outpost-agent", "-n", "azure-arc", "--replicas=0")
-		eventually(t, 30*time.Second, "agent pod gone", func() error {
+		clustertest.Kubectl(t, "scale", "deployment/outpost-agent", "-n", "azure-arc", "--replicas=0")
+		clustertest.Eventually(t, 30*time.Second, "agent pod gone", func() error {
 			list, _ := clustertest.Cluster.Client.CoreV1().Pods("azure-arc").List(ctx, metav1.ListOptions{})
 			if len(list.Items) > 0 {
 				return fmt.Errorf("%d pods", len(list.Items))
@@ -150,7 +150,7 @@ func TestFaultsAndProxy(t *testing.T) {
 			return nil
 		})
 		stopped := time.Now()
-		eventually(t, 10*time.Second, "Offline", func() error {
+		clustertest.Eventually(t, 10*time.Second, "Offline", func() error {
 			if c := w.cluster("c1"); c.ConnectivityStatus != api.Offline {
 				return fmt.Errorf("connectivity %s", c.ConnectivityStatus)
 			}
@@ -160,8 +160,8 @@ func TestFaultsAndProxy(t *testing.T) {
 		if d := time.Since(stopped); d > 3*heartbeat+2*time.Second {
 			t.Fatalf("Offline only after %s", d)
 		}
-		kubectl(t, "scale", "deployment/outpost-agent", "-n", "azure-arc", "--replicas=1")
-		eventually(t, 60*time.Second, "Connected again", func() error {
+		clustertest.Kubectl(t, "scale", "deployment/outpost-agent", "-n", "azure-arc", "--replicas=1")
+		clustertest.Eventually(t, 60*time.Second, "Connected again", func() error {
 			if c := w.cluster("c1"); c.ConnectivityStatus != api.Connected {
 				return fmt.Errorf("connectivity %s", c.ConnectivityStatus)
 			}

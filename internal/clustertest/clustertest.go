@@ -194,3 +194,30 @@ func Slot() (Addresses, func(), error) {
 	}
 	return Addresses{}, nil, fmt.Errorf("no free test cluster slot")
 }
+
+// Eventually retries f until it returns nil, failing the test with f's last
+// error after timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = f(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+}
+
+// Kubectl runs the real kubectl against the package's cluster and returns its
+// standard output; a failure fails the test with both outputs.
+func Kubectl(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", Cluster.Kubeconfig}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}

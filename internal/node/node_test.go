@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,7 +38,7 @@ func namespace(t *testing.T) (string, kubernetes.Interface) {
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "default service account", func() error {
+	clustertest.Eventually(t, 30*time.Second, "default service account", func() error {
 		_, err := c.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
@@ -49,36 +48,10 @@ func namespace(t *testing.T) (string, kubernetes.Interface) {
 	return ns, c
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-}
-
-// kubectl runs the real kubectl against the test cluster.
-func kubectl(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", clustertest.Cluster.Kubeconfig}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
-	}
-	return string(out)
-}
-
 func waitPod(t *testing.T, c kubernetes.Interface, ns, name string, timeout time.Duration, what string, ok func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
-	eventually(t, timeout, fmt.Sprintf("pod %s %s", name, what), func() error {
+	clustertest.Eventually(t, timeout, fmt.Sprintf("pod %s %s", name, what), func() error {
 		p, err := c.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -170,7 +143,7 @@ func TestDeploymentBehindNodePort(t *testing.T) {
 	}
 
 	var ips []string
-	eventually(t, 60*time.Second, "2 ready pods", func() error {
+	clustertest.Eventually(t, 60*time.Second, "2 ready pods", func() error {
 		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return err
@@ -190,7 +163,7 @@ func TestDeploymentBehindNodePort(t *testing.T) {
 		t.Fatalf("pod IPs %v: want two distinct 127.x addresses", ips)
 	}
 
-	eventually(t, 30*time.Second, "EndpointSlice lists both pods", func() error {
+	clustertest.Eventually(t, 30*time.Second, "EndpointSlice lists both pods", func() error {
 		slices, err := c.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"})
 		if err != nil {
 			return err
@@ -210,7 +183,7 @@ func TestDeploymentBehindNodePort(t *testing.T) {
 	})
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/", svc.Spec.Ports[0].NodePort)
-	eventually(t, 20*time.Second, "NodePort answers", func() error {
+	clustertest.Eventually(t, 20*time.Second, "NodePort answers", func() error {
 		resp, err := http.Get(url)
 		if err != nil {
 			return err
@@ -223,8 +196,8 @@ func TestDeploymentBehindNodePort(t *testing.T) {
 		return nil
 	})
 
-	eventually(t, 10*time.Second, "kubectl logs shows the request", func() error {
-		out := kubectl(t, "-n", ns, "logs", "deployment/web")
+	clustertest.Eventually(t, 10*time.Second, "kubectl logs shows the request", func() error {
+		out := clustertest.Kubectl(t, "-n", ns, "logs", "deployment/web")
 		if !strings.Contains(out, `"GET / HTTP/1.1" 200`) {
 			return fmt.Errorf("logs: %q", out)
 		}
@@ -235,7 +208,7 @@ func TestDeploymentBehindNodePort(t *testing.T) {
 	if err := c.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "deployment's pods gone", func() error {
+	clustertest.Eventually(t, 60*time.Second, "deployment's pods gone", func() error {
 		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return err
@@ -279,7 +252,7 @@ func TestJobExitCodes(t *testing.T) {
 		}
 	}
 	jobCondition := func(name string, want batchv1.JobConditionType) {
-		eventually(t, 60*time.Second, "job "+name+" "+string(want), func() error {
+		clustertest.Eventually(t, 60*time.Second, "job "+name+" "+string(want), func() error {
 			j, err := c.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -304,7 +277,7 @@ func TestJobExitCodes(t *testing.T) {
 	if p.Status.Phase != corev1.PodFailed || term == nil || term.ExitCode != 3 || term.Reason != "Error" {
 		t.Fatalf("failed job's pod: phase %s, state %+v; want Failed with exit code 3", p.Status.Phase, p.Status.ContainerStatuses[0].State)
 	}
-	if out := kubectl(t, "-n", ns, "logs", p.Name); out != "working\n" {
+	if out := clustertest.Kubectl(t, "-n", ns, "logs", p.Name); out != "working\n" {
 		t.Fatalf("logs of the failed pod: %q", out)
 	}
 }
@@ -330,7 +303,7 @@ func TestFailingReadinessStaysNotReady(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	events := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=never-ready")
+	events := clustertest.Kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=never-ready")
 	if !strings.Contains(events, "Readiness probe failed") {
 		t.Fatalf("no Unhealthy event for the failing probe:\n%s", events)
 	}
@@ -363,7 +336,7 @@ func TestSecretAndConfigMapVolumes(t *testing.T) {
 	if p.Status.Phase != corev1.PodSucceeded {
 		t.Fatalf("phase %s: %+v", p.Status.Phase, p.Status.ContainerStatuses)
 	}
-	if out := kubectl(t, "-n", ns, "logs", "reader"); out != "CERT-DATA\nfast\ntls.crt\n" {
+	if out := clustertest.Kubectl(t, "-n", ns, "logs", "reader"); out != "CERT-DATA\nfast\ntls.crt\n" {
 		t.Fatalf("pod printed %q", out)
 	}
 	// The mount paths existed only inside the pod: the host is untouched.
@@ -412,7 +385,7 @@ func TestEnvironmentAndInitContainers(t *testing.T) {
 	createPod(t, c, ns, pod)
 	p := waitPod(t, c, ns, pod.Name, 30*time.Second, "finished", finished)
 	want := fmt.Sprintf("first\nsecond\nip=%s pw=s3cret level=debug region=edge greeting=hi-debug name=env\n/work\n", p.Status.PodIP)
-	if out := kubectl(t, "-n", ns, "logs", "env"); out != want {
+	if out := clustertest.Kubectl(t, "-n", ns, "logs", "env"); out != want {
 		t.Fatalf("pod printed %q, want %q", out, want)
 	}
 }
@@ -429,7 +402,7 @@ curl -sS --cacert $d/ca.crt https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE
 	waitPod(t, c, ns, pod.Name, 30*time.Second, "finished", finished)
 	// 403: the API knows the service account (authenticated over verified TLS)
 	// and RBAC denies it listing pods; 401 would mean the token is not accepted.
-	out := kubectl(t, "-n", ns, "logs", pod.Name)
+	out := clustertest.Kubectl(t, "-n", ns, "logs", pod.Name)
 	if out != "403\n200\n" {
 		t.Fatalf("in-cluster calls answered %q, want 403 (authenticated, not authorised) and 200", out)
 	}
@@ -454,7 +427,7 @@ func TestLivenessRestartsAndPreviousLogs(t *testing.T) {
 	if p.Status.ContainerStatuses[0].LastTerminationState.Terminated == nil {
 		t.Fatalf("restarted container has no last termination state: %+v", p.Status.ContainerStatuses[0])
 	}
-	prev := kubectl(t, "-n", ns, "logs", "flaky", "--previous")
+	prev := clustertest.Kubectl(t, "-n", ns, "logs", "flaky", "--previous")
 	if !strings.HasPrefix(prev, "run at ") {
 		t.Fatalf("kubectl logs --previous: %q", prev)
 	}
@@ -470,11 +443,11 @@ func TestLogsFollow(t *testing.T) {
 		return p.Status.Phase == corev1.PodRunning || finished(p)
 	})
 	// -f streams until the container exits, then kubectl returns by itself.
-	out := kubectl(t, "-n", ns, "logs", "-f", "counter")
+	out := clustertest.Kubectl(t, "-n", ns, "logs", "-f", "counter")
 	if out != "line 1\nline 2\nline 3\nline 4\nline 5\n" {
 		t.Fatalf("kubectl logs -f: %q", out)
 	}
-	if out := kubectl(t, "-n", ns, "logs", "--tail=2", "counter"); out != "line 4\nline 5\n" {
+	if out := clustertest.Kubectl(t, "-n", ns, "logs", "--tail=2", "counter"); out != "line 4\nline 5\n" {
 		t.Fatalf("kubectl logs --tail=2: %q", out)
 	}
 }
@@ -491,7 +464,7 @@ func TestDeletePodStopsItsProcesses(t *testing.T) {
 	}, TerminationGracePeriodSeconds: ptr.To[int64](2)}}
 	createPod(t, c, ns, pod)
 	waitPod(t, c, ns, pod.Name, 30*time.Second, "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
-	eventually(t, 10*time.Second, "pod processes visible", func() error {
+	clustertest.Eventually(t, 10*time.Second, "pod processes visible", func() error {
 		if n := len(processesWith(marker)); n < 2 {
 			return fmt.Errorf("%d processes", n)
 		}
@@ -500,7 +473,7 @@ func TestDeletePodStopsItsProcesses(t *testing.T) {
 	if err := c.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "pod deleted", func() error {
+	clustertest.Eventually(t, 20*time.Second, "pod deleted", func() error {
 		_, err := c.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -522,8 +495,8 @@ func TestLoadBalancerGetsIngress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "load balancer ingress", func() error {
-		out := kubectl(t, "-n", ns, "get", "service", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+	clustertest.Eventually(t, 20*time.Second, "load balancer ingress", func() error {
+		out := clustertest.Kubectl(t, "-n", ns, "get", "service", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
 		if out != "127.0.0.1" {
 			return fmt.Errorf("ingress %q", out)
 		}

@@ -36,7 +36,7 @@ type Agent struct {
 
 	mu        sync.Mutex
 	desired   api.DesiredState
-	applyErrs map[string]error // extension -> error of its last apply
+	applied   map[string]applied // extension -> outcome of its last apply
 	heartbeat time.Duration
 	wake      chan struct{} // report now
 }
@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 		base: fmt.Sprintf("%s/agent/v1/resourceGroups/%s/connectedClusters/%s", cfg.WorkspaceURL,
 			url.PathEscape(cfg.ResourceGroup), url.PathEscape(cfg.Cluster)),
-		applyErrs: map[string]error{}, heartbeat: 10 * time.Second, wake: make(chan struct{}, 1)}
+		applied: map[string]applied{}, heartbeat: 10 * time.Second, wake: make(chan struct{}, 1)}
 	go a.reportLoop(ctx)
 	a.syncLoop(ctx)
 	return nil

@@ -48,11 +48,18 @@ type rendered struct {
 	components []*unstructured.Unstructured
 }
 
+// applied is the outcome of applying one extension, kept for the reports:
+// its workloads, or why it could not be applied.
+type applied struct {
+	components []*unstructured.Unstructured
+	err        error
+}
+
 // apply converges the cluster on d: namespaces, then each extension by
 // server-side apply (idempotent: applying the same state again changes
 // nothing, so an agent restart applies nothing twice), then pruning.
 func (a *Agent) apply(ctx context.Context, d api.DesiredState) (failed bool) {
-	errs := map[string]error{}
+	outcomes := map[string]applied{}
 	// An extension that cannot be rendered keeps what it has in the cluster:
 	// a bad setting must not tear down a working install.
 	untouchable := map[string]bool{}
@@ -78,6 +85,8 @@ func (a *Agent) apply(ctx context.Context, d api.DesiredState) (failed bool) {
 		}
 		if r == nil {
 			untouchable[e.Name] = true
+		} else {
+			outcomes[e.Name] = applied{components: r.components}
 		}
 		if err != nil {
 			failed = true
@@ -85,11 +94,13 @@ func (a *Agent) apply(ctx context.Context, d api.DesiredState) (failed bool) {
 		} else {
 			a.log.Info("applied extension", "extension", e.Name, "generation", e.Generation, "objects", len(r.objects))
 		}
-		errs[e.Name] = err
+		if err != nil {
+			outcomes[e.Name] = applied{err: err}
+		}
 	}
 	a.prune(ctx, keep, untouchable)
 	a.mu.Lock()
-	a.desired, a.applyErrs = d, errs
+	a.desired, a.applied = d, outcomes
 	if d.HeartbeatSeconds > 0 {
 		a.heartbeat = secondsOf(d.HeartbeatSeconds)
 	}
@@ -218,19 +229,14 @@ func objectID(gvr schema.GroupVersionResource, ns, name string) string {
 // evaluate turns the live state of an extension's workloads into its
 // installState: Installed when every component is ready, Failed with the
 // component and reason when one of its pods cannot run, Pending otherwise.
-func (a *Agent) evaluate(ctx context.Context, e api.DesiredExtension, applyErr error) api.ExtensionReport {
+func (a *Agent) evaluate(ctx context.Context, e api.DesiredExtension, out applied) api.ExtensionReport {
 	rep := api.ExtensionReport{Name: e.Name, Generation: e.Generation, InstallState: api.InstallPending}
-	if applyErr != nil {
-		rep.InstallState, rep.Message = api.InstallFailed, applyErr.Error()
-		return rep
-	}
-	r, err := a.render(e, a.nodeCount(ctx))
-	if err != nil {
-		rep.InstallState, rep.Message = api.InstallFailed, err.Error()
+	if out.err != nil {
+		rep.InstallState, rep.Message = api.InstallFailed, out.err.Error()
 		return rep
 	}
 	var failed, waiting []string
-	for _, c := range r.components {
+	for _, c := range out.components {
 		st := a.componentStatus(ctx, c)
 		rep.Components = append(rep.Components, st)
 		switch {
@@ -241,15 +247,15 @@ func (a *Agent) evaluate(ctx context.Context, e api.DesiredExtension, applyErr e
 			waiting = append(waiting, c.GetName())
 		}
 	}
-	ready := len(r.components) - len(failed) - len(waiting)
+	ready := len(out.components) - len(failed) - len(waiting)
 	switch {
 	case len(failed) > 0:
 		rep.InstallState, rep.Message = api.InstallFailed, strings.Join(failed, "; ")
 	case len(waiting) > 0:
-		rep.Message = fmt.Sprintf("%d/%d components ready; waiting for %s", ready, len(r.components), strings.Join(waiting, ", "))
+		rep.Message = fmt.Sprintf("%d/%d components ready; waiting for %s", ready, len(out.components), strings.Join(waiting, ", "))
 	default:
 		rep.InstallState = api.InstallInstalled
-		rep.Message = fmt.Sprintf("%d/%d components ready", ready, len(r.components))
+		rep.Message = fmt.Sprintf("%d/%d components ready", ready, len(out.components))
 	}
 	return rep
 }

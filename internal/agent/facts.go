@@ -32,10 +32,10 @@ func (a *Agent) report(ctx context.Context) api.AgentReport {
 		}
 	}
 	a.mu.Lock()
-	d, errs := a.desired, a.applyErrs
+	d, outcomes := a.desired, a.applied
 	a.mu.Unlock()
 	for _, e := range d.Extensions {
-		rep.Extensions = append(rep.Extensions, a.evaluate(ctx, e, errs[e.Name]))
+		rep.Extensions = append(rep.Extensions, a.evaluate(ctx, e, outcomes[e.Name]))
 	}
 	return rep
 }

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -34,17 +33,7 @@ func TestMain(m *testing.M) {
 // run executes outpost and returns stdout, stderr and the exit code.
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(outpost, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return stdout.String(), stderr.String(), code
+	return clustertest.Run(t, nil, outpost, args...)
 }
 
 // upArgs are the flags of a cluster in its own test slot.
@@ -59,23 +48,6 @@ func upArgs(t *testing.T, dir string) ([]string, cluster.Config) {
 	slot.Apply(&c)
 	return []string{"cluster", "up", "--dir", dir, "--api-port", strconv.Itoa(c.APIPort), "--pod-cidr", c.PodCIDR,
 		"--service-cidr", c.ServiceCIDR, "--node-port-range", c.NodePortRange}, c
-}
-
-// processesOf lists live processes whose command line names dir.
-func processesOf(dir string) []string {
-	entries, _ := os.ReadDir("/proc")
-	var found []string
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if bytes.Contains(cmdline, []byte(dir)) && !bytes.Contains(stat, []byte(") Z ")) {
-			found = append(found, e.Name()+": "+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
-		}
-	}
-	return found
 }
 
 func TestClusterLifecycle(t *testing.T) {
@@ -149,7 +121,7 @@ spec:
 	if code != 0 || !strings.Contains(out, "cluster stopped") {
 		t.Fatalf("cluster down: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if left := processesOf(dir); len(left) > 0 {
+	if left := clustertest.Processes(dir); len(left) > 0 {
 		t.Fatalf("processes left after cluster down:\n%s", strings.Join(left, "\n"))
 	}
 	if out, _, _ := run(t, "cluster", "status", "--dir", dir, "-o", "json"); json.Unmarshal([]byte(out), &st) != nil || st.Components[0].Running || st.Components[4].Running {
@@ -194,7 +166,7 @@ func TestClusterUpBadInput(t *testing.T) {
 				t.Fatalf("stderr %q lacks %q", errOut, tc.want)
 			}
 			if tc.dir != "" {
-				if left := processesOf(tc.dir); len(left) > 0 {
+				if left := clustertest.Processes(tc.dir); len(left) > 0 {
 					t.Fatalf("failed up left processes:\n%s", strings.Join(left, "\n"))
 				}
 			}

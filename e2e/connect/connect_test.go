@@ -4,7 +4,6 @@
 package connect
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -106,18 +105,8 @@ func (w *workspace) adminToken() string {
 // outpost runs the CLI as the logged-in user against the test cluster.
 func (w *workspace) outpost(args ...string) (string, string, int) {
 	w.t.Helper()
-	cmd := exec.Command(clustertest.Cluster.Outpost, args...)
-	cmd.Env = append(os.Environ(), "OUTPOST_CONFIG="+w.login, "KUBECONFIG="+clustertest.Cluster.Kubeconfig)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		w.t.Fatal(err)
-	}
-	return stdout.String(), stderr.String(), code
+	return clustertest.Run(w.t, []string{"OUTPOST_CONFIG=" + w.login, "KUBECONFIG=" + clustertest.Cluster.Kubeconfig},
+		clustertest.Cluster.Outpost, args...)
 }
 
 // must runs the CLI and fails the test on a non-zero exit.

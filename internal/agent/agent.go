@@ -49,14 +49,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// client-go's default (5 requests/s) would make pruning an extension of a
-	// dozen objects take seconds.
-	rc.QPS, rc.Burst = 50, 100
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	dyn, err := dynamic.NewForConfig(rc)
+	kube, dyn, err := clients(rc)
 	if err != nil {
 		return err
 	}
@@ -76,6 +69,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go a.reportLoop(ctx)
 	a.syncLoop(ctx)
 	return nil
+}
+
+// clients makes the typed and dynamic clients the agent applies with.
+func clients(rc *rest.Config) (kubernetes.Interface, dynamic.Interface, error) {
+	rc = rest.CopyConfig(rc)
+	// client-go's default (5 requests/s) would make pruning an extension of a
+	// dozen objects take seconds.
+	rc.QPS, rc.Burst = 50, 100
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	return kube, dyn, err
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

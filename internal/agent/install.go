@@ -12,8 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 )
 
@@ -103,10 +103,14 @@ func upsert[T metav1.Object](ctx context.Context, create func(context.Context, T
 // Uninstall removes the agent and everything the extensions it applied
 // created (their objects carry the extension label), and waits for nothing:
 // namespaces finish terminating in the background.
-func Uninstall(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface) error {
+func Uninstall(ctx context.Context, rc *rest.Config) error {
+	kube, dyn, err := clients(rc)
+	if err != nil {
+		return err
+	}
 	a := &Agent{kube: kube, dyn: dyn, log: discardLogger()}
 	a.prune(ctx, map[string]bool{}, map[string]bool{})
-	err := kube.RbacV1().ClusterRoleBindings().Delete(ctx, agentName, metav1.DeleteOptions{})
+	err = kube.RbacV1().ClusterRoleBindings().Delete(ctx, agentName, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}

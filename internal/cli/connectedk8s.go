@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -158,20 +157,12 @@ func connectedk8sCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		kube, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return err
-		}
-		dyn, err := dynamic.NewForConfig(rc)
-		if err != nil {
-			return err
-		}
 		// The registration goes first so that the agent, should it still
 		// run, is refused from now on and applies nothing more.
 		if err := ws.Do(cmd.Context(), "DELETE", clusterPath(rg, name), nil, nil); err != nil {
 			return err
 		}
-		if err := agent.Uninstall(cmd.Context(), kube, dyn); err != nil {
+		if err := agent.Uninstall(cmd.Context(), rc); err != nil {
 			return fmt.Errorf("cluster %s forgotten, but removing the agent from it failed: %w", name, err)
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "deleted connected cluster %s/%s and removed its agent\n", rg, name)

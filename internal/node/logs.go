@@ -84,7 +84,11 @@ func (a *Agent) containerLogs(rw http.ResponseWriter, r *http.Request) {
 	}
 	start := int64(0)
 	if n, err := strconv.Atoi(q.Get("tailLines")); err == nil && n >= 0 {
-		start = tailOffset(file, n)
+		// Counting lines from the end needs the file; logs of one container
+		// instance are small enough to read whole.
+		if data, err := os.ReadFile(file); err == nil {
+			start = int64(tailStart(data, n))
+		}
 	}
 	limit := int64(-1)
 	if n, err := strconv.ParseInt(q.Get("limitBytes"), 10, 64); err == nil && n > 0 {
@@ -149,11 +153,10 @@ func (a *Agent) containerLogs(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// tailOffset is the offset of the n-th line from the end of a file.
-func tailOffset(file string, n int) int64 {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return 0
+// tailStart is the offset of the n-th line from the end of data.
+func tailStart(data []byte, n int) int {
+	if n == 0 {
+		return len(data)
 	}
 	end := len(data)
 	if end > 0 && data[end-1] == '\n' {
@@ -166,10 +169,7 @@ func tailOffset(file string, n int) int64 {
 		}
 		end = j
 	}
-	if n == 0 {
-		return int64(len(data))
-	}
-	return int64(end + 1)
+	return end + 1
 }
 
 // tailLines returns the last n lines of a file.
@@ -178,5 +178,5 @@ func tailLines(file string, n int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return data[tailOffset(file, n):], nil
+	return data[tailStart(data, n):], nil
 }

@@ -1,13 +1,11 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,23 +88,6 @@ func createPod(t *testing.T, c kubernetes.Interface, ns string, pod *corev1.Pod)
 	if _, err := c.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// processesWith lists host processes whose command line contains marker.
-func processesWith(marker string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if bytes.Contains(cmdline, []byte(marker)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 func TestDeploymentBehindNodePort(t *testing.T) {
@@ -217,7 +198,7 @@ func TestDeploymentBehindNodePort(t *testing.T) {
 			return fmt.Errorf("%d pods left", len(pods.Items))
 		}
 		for _, ip := range ips {
-			if pids := processesWith(ip); len(pids) > 0 {
+			if pids := clustertest.Processes(ip); len(pids) > 0 {
 				return fmt.Errorf("processes %v still serve %s", pids, ip)
 			}
 		}
@@ -465,7 +446,7 @@ func TestDeletePodStopsItsProcesses(t *testing.T) {
 	createPod(t, c, ns, pod)
 	waitPod(t, c, ns, pod.Name, 30*time.Second, "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 	clustertest.Eventually(t, 10*time.Second, "pod processes visible", func() error {
-		if n := len(processesWith(marker)); n < 2 {
+		if n := len(clustertest.Processes(marker)); n < 2 {
 			return fmt.Errorf("%d processes", n)
 		}
 		return nil
@@ -480,7 +461,7 @@ func TestDeletePodStopsItsProcesses(t *testing.T) {
 		}
 		return fmt.Errorf("still there (%v)", err)
 	})
-	if pids := processesWith(marker); len(pids) > 0 {
+	if pids := clustertest.Processes(marker); len(pids) > 0 {
 		t.Fatalf("processes %v of the deleted pod still run", pids)
 	}
 }

@@ -80,7 +80,7 @@ func (s *Server) clusterView(o store.Object) api.ConnectedCluster {
 	case ok:
 		c.LastConnectivityTime = &seen
 		c.ConnectivityStatus = api.Connected
-		if time.Since(seen) > 2*s.opts.Heartbeat+s.opts.Heartbeat/2 {
+		if s.offline(seen) {
 			c.ConnectivityStatus = api.Offline
 		}
 	case st.LastSeen != nil:
@@ -96,11 +96,17 @@ func (s *Server) clusterView(o store.Object) api.ConnectedCluster {
 	return c
 }
 
+// offline tells whether a cluster last seen at seen has missed two
+// heartbeats (with half a heartbeat of slack for a slow report).
+func (s *Server) offline(seen time.Time) bool {
+	return time.Since(seen) > 2*s.opts.Heartbeat+s.opts.Heartbeat/2
+}
+
 func (s *Server) connected(rg, name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen, ok := s.lastSeen[clusterID(rg, name)]
-	return ok && time.Since(seen) <= 2*s.opts.Heartbeat+s.opts.Heartbeat/2
+	return ok && !s.offline(seen)
 }
 
 // registerCluster creates the cluster record and its agent token, which is

@@ -168,7 +168,7 @@ func (s *Server) updateExtension(w http.ResponseWriter, r *http.Request) {
 	var spec extensionSpec
 	_ = json.Unmarshal(o.Spec, &spec)
 	prot := map[string]string{}
-	if data, err := s.store.Protected(r.Context(), k); err == nil && data != nil {
+	if data, err := s.protectedData(r.Context(), k); err == nil && data != nil {
 		_ = json.Unmarshal(data, &prot)
 	}
 	req := api.ExtensionRequest{ExtensionType: spec.ExtensionType, ClusterType: spec.ClusterType, Scope: spec.Scope,

@@ -30,7 +30,7 @@ func (s *Server) desired(ctx context.Context, rg, cluster string) (api.DesiredSt
 		var spec extensionSpec
 		_ = json.Unmarshal(o.Spec, &spec)
 		prot := map[string]string{}
-		if data, err := s.store.Protected(ctx, o.Key); err == nil && data != nil {
+		if data, err := s.protectedData(ctx, o.Key); err == nil && data != nil {
 			_ = json.Unmarshal(data, &prot)
 		}
 		d.Extensions = append(d.Extensions, api.DesiredExtension{Name: o.Name, ExtensionType: spec.ExtensionType,

@@ -162,6 +162,17 @@ func serverCert(dir, addr string) (tls.Certificate, error) {
 	return tls.LoadX509KeyPair(crt, key)
 }
 
+// protectedData reads a resource's protected data (nil when it has none).
+// Every reader of protected data goes through here, and every writer passes
+// its data through sealProtected first, so that how protected data is kept
+// at rest is decided in one place.
+func (s *Server) protectedData(ctx context.Context, k store.Key) ([]byte, error) {
+	return s.store.Protected(ctx, k)
+}
+
+// sealProtected turns protected data into what the store keeps (nil stays nil).
+func (s *Server) sealProtected(data []byte) ([]byte, error) { return data, nil }
+
 func hashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])
@@ -204,7 +215,7 @@ func (s *Server) adminAuth(next http.Handler) http.Handler {
 func (s *Server) agentAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k := clusterKey(r.PathValue("rg"), r.PathValue("cluster"))
-		prot, err := s.store.Protected(r.Context(), k)
+		prot, err := s.protectedData(r.Context(), k)
 		var creds clusterSecrets
 		if err == nil && prot != nil {
 			err = json.Unmarshal(prot, &creds)

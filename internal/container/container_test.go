@@ -1,6 +1,7 @@
 package container_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,23 +110,72 @@ func TestStopKillsTheWholeContainer(t *testing.T) {
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "marker")
 	p, err := container.Start(outpost, container.Spec{Root: filepath.Join(dir, "root"),
-		Argv: []string{"sh", "-c", "trap '' TERM; setsid sleep 1000 " + marker + " & sleep 1001 " + marker + "; wait"}}, filepath.Join(dir, "log"))
+		Argv: []string{"sh", "-c", "trap '' TERM; setsid sh -c 'sleep 1000; :' " + marker + " & sh -c 'sleep 1001; :' " + marker + "; wait"}}, filepath.Join(dir, "log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// `sh -c '...; :' MARKER` keeps a shell (with the marker as its $0) around
+	// the sleep, whose own argv could not carry the marker.
+	clustertest.Eventually(t, 10*time.Second, "both shells running", func() error {
+		if n := len(clustertest.Processes(marker)); n < 2 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
 	t0 := time.Now()
 	p.Stop(300 * time.Millisecond)
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Fatalf("stop took %s", d)
 	}
-	time.Sleep(200 * time.Millisecond)
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.Contains(string(cmdline), marker) {
-			t.Fatalf("process %s (%q) survived the container", e.Name(), cmdline)
+	// Stop returns once the init is reaped; the kernel has killed the rest of
+	// the namespace by then, though their exit may still be under way.
+	clustertest.Eventually(t, 5*time.Second, "no process of the container left", func() error {
+		if pids := clustertest.Processes(marker); len(pids) > 0 {
+			return fmt.Errorf("processes %v survived the container", pids)
 		}
+		return nil
+	})
+}
+
+// TestStopTerminatesEveryProcessGracefully is what a script with background
+// workers needs: every process of the container gets SIGTERM, not just the
+// first, so each worker can finish its shutdown within the grace period.
+func TestStopTerminatesEveryProcessGracefully(t *testing.T) {
+	dir := t.TempDir()
+	// A worker writes its ready file once its trap is set, and its stopped file
+	// when SIGTERM reaches it; its sleep must not hold it up either.
+	worker := func(name string) string {
+		ready, stopped := filepath.Join(dir, name+".ready"), filepath.Join(dir, name+".stopped")
+		return fmt.Sprintf(`sh -c 'trap "echo stopped > %s; exit 0" TERM; touch %s; sleep 1000 & wait'`, stopped, ready)
+	}
+	// Two workers the script waits for, and a third in a session of its own
+	// that nobody waits for: it too is the container's, and must be told.
+	script := "trap 'wait; exit 0' TERM; " + worker("a") + " & " + worker("b") + " & (setsid " + worker("c") + " &); wait"
+	p, err := container.Start(outpost, container.Spec{Root: filepath.Join(dir, "root"), Argv: []string{"sh", "-c", script}},
+		filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 10*time.Second, "workers ready", func() error {
+		for _, w := range []string{"a", "b", "c"} {
+			if _, err := os.Stat(filepath.Join(dir, w+".ready")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	const grace = 20 * time.Second
+	t0 := time.Now()
+	p.Stop(grace)
+	took := time.Since(t0)
+	log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	for _, w := range []string{"a", "b", "c"} {
+		if _, err := os.Stat(filepath.Join(dir, w+".stopped")); err != nil {
+			t.Errorf("worker %s did not get SIGTERM: %v", w, err)
+		}
+	}
+	if took >= grace || p.ExitCode != 0 {
+		t.Fatalf("the container stopped after %s with exit code %d (log %q); want a graceful exit 0 before the grace period (%s) ends", took, p.ExitCode, log, grace)
 	}
 }
 

@@ -2,8 +2,9 @@
 // init (this same binary, `outpost container-init`) starts in fresh mount and
 // PID namespaces, assembles the container's view of the filesystem (the host's
 // files plus the pod's volumes at their mountPaths), chroots into it and runs
-// the command as its only child. Killing the init kills the whole PID namespace,
-// so no process of a container ever outlives it.
+// the command as its only child. SIGTERM to the init reaches every process of
+// the container; killing the init kills the whole PID namespace, so no process
+// of a container ever outlives it.
 package container
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -245,8 +247,16 @@ func (s *Spec) shadowOnce(dir string) error {
 	return nil
 }
 
-// run starts the command as the only child of this PID 1, forwards signals to
-// it, reaps every orphan, and exits with the child's status.
+// run starts the command as the only child of this PID 1, reaps every orphan,
+// and exits with the command's status.
+//
+// SIGTERM goes to every process of the container, as a container runtime's
+// stop does: a script's background workers get their chance to shut down
+// gracefully too, not just SIGKILL at the end of the grace period. Other
+// signals go to the command only. Once the command has exited after a SIGTERM,
+// the init stays until the container's other processes have exited as well (or
+// the node kills the namespace when the grace period ends), rather than
+// killing them with the namespace in the middle of their shutdown.
 func (s *Spec) run() int {
 	if len(s.Argv) == 0 {
 		fail(s.TerminationLog, errors.New("no command to run"))
@@ -264,30 +274,55 @@ func (s *Spec) run() int {
 	if err != nil {
 		fail(s.TerminationLog, err)
 	}
+	var terminating atomic.Bool
 	go func() {
 		for sig := range sigs {
-			if sig == syscall.SIGCHLD || sig == syscall.SIGURG { // SIGURG: Go's own preemption
-				continue
+			switch sig {
+			case syscall.SIGCHLD, syscall.SIGURG: // SIGURG: Go's own preemption
+			case syscall.SIGTERM:
+				// Set before the signal is sent, so that the reaper below knows
+				// it by the time the command exits of it.
+				terminating.Store(true)
+				// kill(-1) from the init of a PID namespace reaches every other
+				// process of that namespace (whatever its session or process
+				// group) and none outside it. ESRCH only means that no other
+				// process is left.
+				if err := unix.Kill(-1, unix.SIGTERM); err != nil && err != unix.ESRCH {
+					fmt.Fprintf(os.Stderr, "outpost: forward SIGTERM to the container's processes: %v\n", err)
+				}
+			default:
+				// The command may have exited already: nothing to forward to then.
+				_ = child.Signal(sig)
 			}
-			_ = child.Signal(sig)
 		}
 	}()
+	status := -1
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
+		switch {
+		case err == unix.EINTR:
 			continue
-		}
-		if err != nil {
+		case err == unix.ECHILD && status >= 0:
+			return status // the command and every other process have exited
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "outpost: wait for the container's processes: %v\n", err)
 			return startFailed
 		}
 		if pid != child.Pid {
-			continue
+			continue // an orphan, reaped
 		}
 		if ws.Signaled() {
-			return 128 + int(ws.Signal())
+			status = 128 + int(ws.Signal())
+		} else {
+			status = ws.ExitStatus()
 		}
-		return ws.ExitStatus()
+		if !terminating.Load() {
+			// The command ended on its own: the container ends with it, as
+			// with any runtime, and the kernel kills what is left when this
+			// PID 1 exits.
+			return status
+		}
 	}
 }
 

@@ -80,8 +80,8 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // Pid is the init's pid on the host.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// Stop asks the container to stop (SIGTERM, forwarded by the init to the
-// command) and kills its whole PID namespace after grace.
+// Stop asks the container to stop (SIGTERM, which the init passes on to every
+// process of the container) and kills its whole PID namespace after grace.
 func (p *Process) Stop(grace time.Duration) {
 	select {
 	case <-p.done:

@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"outpost.dev/outpost/internal/node/podstatus"
 	"outpost.dev/outpost/internal/serviceproxy"
 	"outpost.dev/outpost/internal/version"
 )
@@ -45,6 +46,7 @@ type Agent struct {
 	log      *slog.Logger
 	ips      *ipPool
 	recorder record.EventRecorder
+	statuses *podstatus.Manager
 	services listersv1.ServiceLister
 	capacity corev1.ResourceList
 	apiHost  string
@@ -83,6 +85,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer broadcaster.Shutdown()
 	a.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "outpost-node", Host: cfg.Name})
 
+	// The status manager outlives ctx a little: the pods' final states are
+	// written after they have been stopped.
+	a.statuses = podstatus.New(client, log)
+	statusCtx, stopStatuses := context.WithCancel(context.Background())
+	statusesDone := make(chan struct{})
+	go func() { defer close(statusesDone); a.statuses.Run(statusCtx, 4) }()
+	defer func() { stopStatuses(); <-statusesDone }()
+
 	if err := a.register(ctx); err != nil {
 		return fmt.Errorf("register node %s: %w", cfg.Name, err)
 	}
@@ -107,6 +117,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			if p, ok := obj.(*corev1.Pod); ok {
 				a.forget(p.UID)
+				a.statuses.Forget(p.UID)
 			}
 		},
 	}); err != nil {
@@ -128,6 +139,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	a.mu.Unlock()
 	a.wg.Wait()
+	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.statuses.Flush(flushCtx); err != nil {
+		log.Warn("node stopping: not every pod status was written; the node writes them again when it starts", "err", err)
+	}
 	return nil
 }
 
@@ -139,7 +155,7 @@ func (a *Agent) sync(ctx context.Context, pod *corev1.Pod) {
 	if !ok {
 		if pod.DeletionTimestamp != nil && (pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed) {
 			// Nothing runs for a finished pod: let it go at once.
-			go a.finalDelete(context.Background(), pod)
+			a.statuses.Delete(podstatus.RefOf(pod))
 			return
 		}
 		w = newPodWorker(a, pod)
@@ -176,18 +192,6 @@ func (a *Agent) worker(namespace, name string) *podWorker {
 		}
 	}
 	return nil
-}
-
-// finalDelete removes the pod object once its processes are gone, as the
-// kubelet does: until then a deleted pod stays visible as Terminating.
-func (a *Agent) finalDelete(ctx context.Context, pod *corev1.Pod) {
-	err := a.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
-		GracePeriodSeconds: ptr.To[int64](0),
-		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
-	})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		a.log.Error("delete pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-	}
 }
 
 // capacity is what the scheduler may place on this node: the machine's CPUs,

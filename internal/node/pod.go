@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"outpost.dev/outpost/internal/container"
+	"outpost.dev/outpost/internal/node/podstatus"
 	"outpost.dev/outpost/internal/volume"
 )
 
@@ -28,6 +29,7 @@ const (
 // podWorker runs one pod from its first sight to its final deletion.
 type podWorker struct {
 	a         *Agent
+	ref       podstatus.Ref
 	namespace string
 	name      string
 	dir       string
@@ -42,9 +44,7 @@ type podWorker struct {
 	final       corev1.PodPhase // Succeeded or Failed once nothing will run again
 	initStates  []*ctrState
 	states      []*ctrState
-	lastStatus  string
 
-	kick   chan struct{} // status changed
 	stop   chan time.Duration
 	cancel context.CancelFunc
 }
@@ -63,9 +63,8 @@ type ctrState struct {
 }
 
 func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
-	w := &podWorker{a: a, namespace: pod.Namespace, name: pod.Name, pod: pod,
-		dir:  filepath.Join(a.cfg.Dir, "pods", string(pod.UID)),
-		kick: make(chan struct{}, 1), stop: make(chan time.Duration, 1)}
+	w := &podWorker{a: a, ref: podstatus.RefOf(pod), namespace: pod.Namespace, name: pod.Name, pod: pod,
+		dir: filepath.Join(a.cfg.Dir, "pods", string(pod.UID)), stop: make(chan time.Duration, 1)}
 	mk := func(cs []corev1.Container) []*ctrState {
 		var out []*ctrState
 		for _, c := range cs {
@@ -109,14 +108,14 @@ func (w *podWorker) requestStop(grace time.Duration) {
 	}
 }
 
+// changed publishes the pod's status after a change of what the worker knows.
 func (w *podWorker) changed() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.publishLocked()
 }
 
-func (w *podWorker) key() string { return w.namespace + "/" + w.name }
+func (w *podWorker) key() string { return w.ref.String() }
 
 // run drives the pod: sandbox, init containers, containers; then waits for
 // deletion, stops everything and removes the pod object.
@@ -127,14 +126,13 @@ func (w *podWorker) run(parent context.Context) {
 		w.final = pod.Status.Phase
 		grace := <-w.stop
 		if grace >= 0 {
-			w.a.finalDelete(context.Background(), pod)
+			w.a.statuses.Delete(w.ref)
 		}
 		return
 	}
 	ctx, cancel := context.WithCancel(parent)
 	w.cancel = cancel
-	statusDone := make(chan struct{})
-	go func() { defer close(statusDone); w.statusLoop(ctx) }()
+	w.warnIgnoredSecurity()
 
 	grace := time.Duration(-1)
 	stopped := make(chan struct{})
@@ -163,13 +161,15 @@ func (w *podWorker) run(parent context.Context) {
 	w.stopAll(grace)
 	cancel()
 	<-stopped
-	<-statusDone
 	w.a.ips.release(w.ip)
 	if parent.Err() != nil {
 		return // node shutdown: the pod stays, and runs again with the node
 	}
-	_ = os.RemoveAll(w.dir)
-	w.a.finalDelete(context.Background(), w.snapshot())
+	if err := os.RemoveAll(w.dir); err != nil {
+		w.a.log.Warn("remove pod directory", "pod", w.key(), "err", err)
+	}
+	// After the containers' final states are written, not before.
+	w.a.statuses.Delete(w.ref)
 }
 
 func (w *podWorker) snapshot() *corev1.Pod {
@@ -497,6 +497,7 @@ func (w *podWorker) stopAll(grace time.Duration) {
 func (w *podWorker) finish() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer w.publishLocked()
 	if w.final != "" || !w.initDone {
 		if w.final == "" {
 			w.final = corev1.PodFailed
@@ -509,7 +510,6 @@ func (w *podWorker) finish() {
 			w.final = corev1.PodFailed
 		}
 	}
-	w.kickLocked()
 }
 
 func (w *podWorker) setFinal(phase corev1.PodPhase) {
@@ -517,13 +517,6 @@ func (w *podWorker) setFinal(phase corev1.PodPhase) {
 	w.final = phase
 	w.mu.Unlock()
 	w.changed()
-}
-
-func (w *podWorker) kickLocked() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 }
 
 func (w *podWorker) event(kind, reason, msg string) {

@@ -2,13 +2,10 @@ package node
 
 import (
 	"context"
-	"encoding/json"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -26,55 +23,16 @@ func (s apiSources) Secret(ctx context.Context, ns, name string) (*corev1.Secret
 	return s.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 }
 
-// statusLoop writes the pod's status whenever it changed, coalescing bursts.
-func (w *podWorker) statusLoop(ctx context.Context) {
-	for {
-		select {
-		case <-w.kick:
-		case <-ctx.Done():
-			// One last write: the final container states must reach the API.
-			w.writeStatus(context.Background())
-			return
-		}
-		w.writeStatus(ctx)
-	}
+// publishLocked hands the pod's status as it now stands to the status
+// manager, which writes it. Called with w.mu held, so that the manager always
+// ends with the latest of two concurrent changes.
+func (w *podWorker) publishLocked() {
+	w.a.statuses.Set(w.ref, w.statusLocked())
 }
 
-func (w *podWorker) writeStatus(ctx context.Context) {
-	status := w.status()
-	body, err := json.Marshal(map[string]any{"status": status})
-	if err != nil {
-		return
-	}
-	w.mu.Lock()
-	same := string(body) == w.lastStatus
-	w.mu.Unlock()
-	if same {
-		return
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = w.a.client.CoreV1().Pods(w.namespace).Patch(ctx, w.name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
-		cancel()
-		if err == nil {
-			w.mu.Lock()
-			w.lastStatus = string(body)
-			w.mu.Unlock()
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond << attempt)
-	}
-	w.a.log.Warn("write pod status", "pod", w.key(), "err", err)
-}
-
-// status derives the pod's status from what the worker knows, the way the
-// kubelet computes phase and conditions.
-func (w *podWorker) status() corev1.PodStatus {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// statusLocked derives the pod's status from what the worker knows, the way
+// the kubelet computes phase and conditions.
+func (w *podWorker) statusLocked() corev1.PodStatus {
 	st := corev1.PodStatus{StartTime: &w.started, HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}}
 	if w.ip != "" {
 		st.PodIP, st.PodIPs = w.ip, []corev1.PodIP{{IP: w.ip}}
@@ -97,10 +55,10 @@ func (w *podWorker) status() corev1.PodStatus {
 		st.Phase = corev1.PodPending
 	}
 
-	// Transition times are those of the pod's start: the API keeps no history
-	// the node could read them back from cheaply, and nothing depends on them.
+	// Transition times are left to the status manager, which sees the
+	// conditions' previous statuses in the API.
 	cond := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
-		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, LastTransitionTime: w.started}
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason}
 		if ok {
 			c.Status, c.Reason = corev1.ConditionTrue, ""
 		}

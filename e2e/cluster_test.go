@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,8 +13,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"outpost.dev/outpost/internal/cluster"
 	"outpost.dev/outpost/internal/clustertest"
@@ -69,6 +76,12 @@ func TestClusterLifecycle(t *testing.T) {
 	out, _, code = run(t, args...)
 	if code != 0 || !strings.Contains(out, "already running") {
 		t.Errorf("second cluster up: exit %d, %q; want a no-op that says so", code, out)
+	}
+	// Without its address flags, `up` takes the saved ones: the cluster runs
+	// on ports other than the defaults, and that is still "already running".
+	out, errOut, code = run(t, "cluster", "up", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "already running") {
+		t.Errorf("cluster up without flags on a running cluster: exit %d, %q %q; want a no-op that says so", code, out, errOut)
 	}
 	if out, _, _ := run(t, "cluster", "kubeconfig", "--dir", dir); strings.TrimSpace(out) != kubeconfig {
 		t.Errorf("cluster kubeconfig printed %q, want %q", out, kubeconfig)
@@ -174,5 +187,271 @@ func TestClusterUpBadInput(t *testing.T) {
 				t.Errorf("took %s to fail", time.Since(start))
 			}
 		})
+	}
+}
+
+// clusterStatus is `outpost cluster status -o json`.
+func clusterStatus(t *testing.T, dir string) cluster.Status {
+	t.Helper()
+	out, errOut, code := run(t, "cluster", "status", "--dir", dir, "-o", "json")
+	var st cluster.Status
+	if code != 0 {
+		t.Fatalf("cluster status: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("cluster status -o json: %v\n%s", err, out)
+	}
+	return st
+}
+
+func component(t *testing.T, st cluster.Status, name string) cluster.ComponentStatus {
+	t.Helper()
+	for _, c := range st.Components {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("status lists no %s: %+v", name, st)
+	return cluster.ComponentStatus{}
+}
+
+// decoy is a process that is not the cluster's but names its directory.
+type decoy struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startDecoy(t *testing.T, name string, args ...string) *decoy {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &decoy{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		// The exit status does not matter: the test only asks whether it ran on.
+		cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		if err := cmd.Process.Kill(); err == nil {
+			<-d.done
+		}
+	})
+	return d
+}
+
+func (d *decoy) alive() bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// TestClusterOwnsOnlyItsProcesses: up and down signal only the processes the
+// cluster started, not those that merely name its directory, and not up's
+// own parent.
+func TestClusterOwnsOnlyItsProcesses(t *testing.T) {
+	dir := t.TempDir()
+	args, _ := upArgs(t, dir)
+	t.Cleanup(func() { run(t, "cluster", "down", "--dir", dir) })
+
+	// A process whose command line names the cluster directory before the
+	// cluster exists: up's own parent.
+	out, errOut, code := clustertest.Run(t, nil, "timeout", append([]string{"300", outpost}, args...)...)
+	if code != 0 || !strings.Contains(out, "cluster ready in") {
+		t.Fatalf("timeout 300 outpost cluster up: exit %d, want 0 (timeout itself not killed)\n%s\n%s", code, out, errOut)
+	}
+
+	decoys := map[string]*decoy{
+		// A cluster directory sharing the prefix of this one.
+		"other cluster": startDecoy(t, "bash", "-c", `exec -a "$0" sleep 600`, dir+"-other/kube-apiserver"),
+		"tail -f":       startDecoy(t, "tail", "-f", filepath.Join(dir, "logs", "node.log")),
+	}
+	marker := "pod-of-" + filepath.Base(dir)
+	manifest := filepath.Join(t.TempDir(), "pod.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: sleeper}
+spec:
+  containers:
+  - {name: main, image: debian:12, command: [sh, -c, "sleep 600; : `+marker+`"]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	for _, a := range [][]string{{"apply", "-f", manifest}, {"wait", "--for=condition=Ready", "pod/sleeper", "--timeout=60s"}} {
+		if out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, a...)...).CombinedOutput(); err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", a, err, out)
+		}
+	}
+	if len(clustertest.Processes(marker)) == 0 {
+		t.Fatalf("the pod's process (%s) does not run", marker)
+	}
+
+	out, errOut, code = run(t, "cluster", "down", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "cluster stopped") {
+		t.Fatalf("cluster down: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for what, d := range decoys {
+		if !d.alive() {
+			t.Errorf("cluster down killed a process it does not own (%s: %v)", what, d.cmd.Args)
+		}
+	}
+	decoyPid := map[string]bool{}
+	for _, d := range decoys {
+		decoyPid[strconv.Itoa(d.cmd.Process.Pid)] = true
+	}
+	var left []string
+	for _, p := range clustertest.Processes(dir) {
+		if pid, _, _ := strings.Cut(p, ":"); !decoyPid[pid] {
+			left = append(left, p)
+		}
+	}
+	left = append(left, clustertest.Processes(marker)...)
+	if len(left) > 0 {
+		t.Fatalf("processes of the cluster left after cluster down:\n%s", strings.Join(left, "\n"))
+	}
+	for _, c := range clusterStatus(t, dir).Components {
+		if c.Running || c.SupervisorPID != 0 {
+			t.Errorf("after down, status says %s: %+v", c.Name, c)
+		}
+	}
+}
+
+// TestClusterRecovers: a node that dies comes back by itself, and up after
+// losing components starts just those and keeps what runs.
+func TestClusterRecovers(t *testing.T) {
+	dir := t.TempDir()
+	args, _ := upArgs(t, dir)
+	t.Cleanup(func() { run(t, "cluster", "down", "--dir", dir) })
+	if out, errOut, code := run(t, args...); code != 0 {
+		t.Fatalf("cluster up failed (%d):\n%s\n%s", code, out, errOut)
+	}
+	cfg, err := cluster.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cfg.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nodeHeartbeatAfter: the node is Ready and reported so after t0, which
+	// only a node agent running after t0 can have done.
+	nodeHeartbeatAfter := func(t0 time.Time) error {
+		n, err := client.CoreV1().Nodes().Get(context.Background(), cfg.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				// API times have whole seconds.
+				if c.Status != corev1.ConditionTrue || !c.LastHeartbeatTime.After(t0.Truncate(time.Second)) {
+					return fmt.Errorf("Ready=%s, last heartbeat %s", c.Status, c.LastHeartbeatTime)
+				}
+				return nil
+			}
+		}
+		return errors.New("node has no Ready condition")
+	}
+
+	t.Run("node killed comes back by itself", func(t *testing.T) {
+		old := component(t, clusterStatus(t, dir), "node")
+		killed := time.Now()
+		if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		clustertest.Eventually(t, 90*time.Second, "node restarted and Ready", func() error {
+			n := component(t, clusterStatus(t, dir), "node")
+			if !n.Running || n.PID == old.PID {
+				return fmt.Errorf("node %s, pid %d (killed %d)", n.State, n.PID, old.PID)
+			}
+			return nodeHeartbeatAfter(killed)
+		})
+		if n := component(t, clusterStatus(t, dir), "node"); n.Restarts != 1 || !strings.Contains(n.LastExit, "signal: killed") {
+			t.Errorf("status of the node: %d restarts, last exit %q; want 1, killed", n.Restarts, n.LastExit)
+		}
+		log, err := os.ReadFile(cfg.LogPath("node"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "node exited (signal: killed after") || !strings.Contains(string(log), "restarting in 1s") {
+			t.Errorf("the node's log does not say why it restarted:\n%s", log)
+		}
+	})
+
+	t.Run("up starts only what is missing", func(t *testing.T) {
+		before := clusterStatus(t, dir)
+		for _, name := range []string{"node", "kube-scheduler"} {
+			c := component(t, before, name)
+			for _, pid := range []int{c.SupervisorPID, c.PID} {
+				// The component may be gone already: it dies with its supervisor.
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+					t.Fatal(err)
+				}
+			}
+		}
+		clustertest.Eventually(t, 30*time.Second, "killed processes gone", func() error {
+			for _, c := range clusterStatus(t, dir).Components {
+				if (c.Name == "node" || c.Name == "kube-scheduler") && c.State != "stopped" {
+					return fmt.Errorf("%s is %s", c.Name, c.State)
+				}
+			}
+			return nil
+		})
+
+		out, errOut, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("cluster up after losing node and scheduler: exit %d\n%s\n%s", code, out, errOut)
+		}
+		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+			if strings.Contains(out, "starting "+name) || !strings.Contains(out, name+" runs, keeping it") {
+				t.Errorf("up did not keep %s:\n%s", name, out)
+			}
+		}
+		for _, name := range []string{"kube-scheduler", "node"} {
+			if !strings.Contains(out, "starting "+name) {
+				t.Errorf("up did not start %s:\n%s", name, out)
+			}
+		}
+		after := clusterStatus(t, dir)
+		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+			if b, a := component(t, before, name), component(t, after, name); a.PID != b.PID {
+				t.Errorf("%s was restarted: pid %d, was %d", name, a.PID, b.PID)
+			}
+		}
+		if !after.Running() || !after.NodeReady {
+			t.Errorf("after up: %+v; want every component running and the node Ready", after)
+		}
+		// The restarted scheduler places a pod and the restarted node runs it.
+		manifest := filepath.Join(t.TempDir(), "pod.yaml")
+		if err := os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: after-restart}
+spec:
+  containers:
+  - {name: main, image: debian:12, command: [sleep, "600"]}
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range [][]string{{"apply", "-f", manifest}, {"wait", "--for=condition=Ready", "pod/after-restart", "--timeout=60s"}} {
+			if out, err := exec.Command("kubectl", append([]string{"--kubeconfig", cfg.KubeconfigPath()}, a...)...).CombinedOutput(); err != nil {
+				t.Fatalf("kubectl %v: %v\n%s", a, err, out)
+			}
+		}
+	})
+
+	out, errOut, code := run(t, "cluster", "down", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("cluster down: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if left := clustertest.Processes(dir); len(left) > 0 {
+		t.Fatalf("processes left after cluster down:\n%s", strings.Join(left, "\n"))
 	}
 }

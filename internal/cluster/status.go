@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,10 +14,16 @@ import (
 
 // ComponentStatus is one line of `outpost cluster status`.
 type ComponentStatus struct {
-	Name    string `json:"name"`
-	Running bool   `json:"running"`
-	PID     int    `json:"pid,omitempty"`
-	Log     string `json:"log"`
+	Name string `json:"name"`
+	// Running: the component's process runs. State says more: running,
+	// restarting (its supervisor waits to start it again) or stopped.
+	Running       bool   `json:"running"`
+	State         string `json:"state"`
+	PID           int    `json:"pid,omitempty"`
+	SupervisorPID int    `json:"supervisorPid,omitempty"`
+	Restarts      int    `json:"restarts"`
+	LastExit      string `json:"lastExit,omitempty"`
+	Log           string `json:"log"`
 }
 
 // Status is what `outpost cluster status` reports.
@@ -28,6 +35,8 @@ type Status struct {
 	NodeReady  bool              `json:"nodeReady"`
 	Pods       int               `json:"pods"`
 	Components []ComponentStatus `json:"components"`
+	// Error is set when the state of the processes could not be read.
+	Error string `json:"error,omitempty"`
 }
 
 // Running is true when every component is alive.
@@ -45,10 +54,17 @@ func (s Status) Running() bool {
 func (c *Config) Status(ctx context.Context) Status {
 	st := Status{Dir: c.Dir, Server: c.serverURL(), Kubeconfig: c.KubeconfigPath()}
 	for _, name := range components {
-		pid, ok := c.runningPid(name)
-		cs := ComponentStatus{Name: name, Running: ok, Log: c.LogPath(name)}
-		if ok {
-			cs.PID = pid
+		cs := ComponentStatus{Name: name, State: "stopped", Log: c.LogPath(name)}
+		ps, err := c.state(name)
+		if err != nil {
+			st.Error = err.Error()
+		}
+		cs.Restarts, cs.LastExit = ps.rec.Restarts, ps.rec.LastExit
+		if ps.supervised {
+			cs.State, cs.SupervisorPID = "restarting", ps.rec.Supervisor.PID
+		}
+		if ps.running {
+			cs.Running, cs.State, cs.PID = true, "running", ps.rec.Process.PID
 		}
 		st.Components = append(st.Components, cs)
 	}
@@ -81,32 +97,41 @@ func (c *Config) Status(ctx context.Context) Status {
 }
 
 // Down stops every process of the cluster: the node first, so that it stops its
-// pods, then the control plane, then anything left that names the cluster
-// directory. With purge the directory goes too.
+// pods, then the control plane. Each component goes with its supervisor, and
+// only processes the supervisors recorded (pid and start time) get a signal.
+// With purge the directory goes too.
 func Down(c *Config, purge bool, out io.Writer) error {
-	any := false
-	if pid, ok := c.runningPid("node"); ok {
-		any = true
-		fmt.Fprintln(out, "stopping node and its pods ...")
-		c.stop([]int{pid}, 20*time.Second)
+	unlock, err := c.lock(func() { fmt.Fprintf(out, "waiting for another `outpost cluster` command on %s ...\n", c.Dir) })
+	if err != nil {
+		return err
 	}
-	for i := len(components) - 2; i >= 0; i-- {
-		if pid, ok := c.runningPid(components[i]); ok {
-			any = true
-			fmt.Fprintf(out, "stopping %s ...\n", components[i])
-			c.stop([]int{pid}, 10*time.Second)
+	defer unlock()
+	any := false
+	var errs []error
+	for i := len(components) - 1; i >= 0; i-- {
+		name := components[i]
+		if st, err := c.state(name); err != nil {
+			errs = append(errs, err)
+			continue
+		} else if st.supervised || st.running {
+			if name == "node" {
+				fmt.Fprintln(out, "stopping node and its pods ...")
+			} else {
+				fmt.Fprintf(out, "stopping %s ...\n", name)
+			}
+		}
+		stopped, err := c.stopComponent(name, stopGrace(name))
+		any = any || stopped
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Remove(c.recordFile(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
 		}
 	}
-	if left := c.processes(); len(left) > 0 {
-		any = true
-		fmt.Fprintf(out, "stopping %d leftover processes ...\n", len(left))
-		c.stop(left, 5*time.Second)
-	}
-	if left := c.processes(); len(left) > 0 {
-		return fmt.Errorf("processes %v of the cluster in %s would not stop", left, c.Dir)
-	}
-	for _, name := range components {
-		os.Remove(c.pidFile(name))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cluster in %s: %w", c.Dir, err)
 	}
 	if purge {
 		if err := os.RemoveAll(c.Dir); err != nil {

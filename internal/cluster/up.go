@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,9 +34,14 @@ var ErrAlreadyRunning = errors.New("cluster already running")
 // it can stop its pods while the apiserver still answers.
 var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node"}
 
-// Up starts the cluster and returns once its node is Ready and the default
-// service account exists, so a pod created right after is admitted. Progress
-// goes to out. On failure everything it started is stopped again.
+// portOwner is the component listening on each port of portRoles.
+var portOwner = map[string]string{"kube-apiserver": "kube-apiserver", "etcd (client)": "etcd", "etcd (peer)": "etcd",
+	"node agent": "node", "kube-controller-manager": "kube-controller-manager", "kube-scheduler": "kube-scheduler"}
+
+// Up starts what of the cluster does not run, keeps what does, and returns
+// once its node is Ready and the default service account exists, so a pod
+// created right after is admitted. Progress goes to out. On failure what it
+// started is stopped again; what ran before is left running.
 func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 	c.Defaults()
 	if err := c.Validate(); err != nil {
@@ -52,13 +58,32 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 	if err := checkWritable(c.Dir); err != nil {
 		return err
 	}
-	if st := c.Status(ctx); st.Running() {
-		return ErrAlreadyRunning
-	} else if len(c.processes()) > 0 {
-		fmt.Fprintln(out, "stopping what is left of an earlier run")
-		c.stop(c.processes(), 10*time.Second)
+	unlock, err := c.lock(func() { fmt.Fprintf(out, "waiting for another `outpost cluster` command on %s ...\n", c.Dir) })
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	states := map[string]componentState{}
+	all, some := true, false
+	for _, name := range components {
+		st, err := c.state(name)
+		if err != nil {
+			return err
+		}
+		states[name] = st
+		all = all && st.supervised
+		some = some || st.supervised || st.running
+	}
+	if some {
+		if err := c.sameSettings(); err != nil {
+			return err
+		}
 	}
 	for i, role := range portRoles {
+		if states[portOwner[role]].supervised {
+			continue // ours, kept
+		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.APIPort+i)))
 		if err != nil {
 			return fmt.Errorf("port %d (%s) on 127.0.0.1 is in use; the cluster takes ports %d-%d, choose another base with --api-port", c.APIPort+i, role, c.APIPort, c.APIPort+len(portRoles)-1)
@@ -69,35 +94,52 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 		return fmt.Errorf("write cluster files in %s: %w", c.Dir, err)
 	}
 
-	var procs []*started
+	var procs []*launched
 	defer func() {
 		if err != nil {
-			var pids []int
-			for _, p := range procs {
-				pids = append(pids, p.pid)
-			}
-			c.stop(append(pids, c.processes()...), 5*time.Second)
-			for _, name := range components {
-				os.Remove(c.pidFile(name))
+			for i := len(procs) - 1; i >= 0; i-- {
+				if _, serr := c.stopComponent(procs[i].name, stopGrace(procs[i].name)); serr != nil {
+					fmt.Fprintf(out, "stopping %s: %v\n", procs[i].name, serr)
+				}
+				procs[i].kill()
 			}
 		}
 	}()
 	t0 := time.Now()
+	quiet := all // a no-op says so once, not per component
 	step := func(name string, ready func(context.Context) error) error {
-		fmt.Fprintf(out, "starting %-24s", name+" ...")
-		t := time.Now()
-		bin, args := c.command(name)
-		p, err := c.launch(name, bin, args...)
-		if err != nil {
-			fmt.Fprintln(out, "failed")
-			return err
+		st := states[name]
+		if !st.supervised && st.running {
+			// Its supervisor was lost (killed on its own); start afresh.
+			if _, err := c.stopComponent(name, stopGrace(name)); err != nil {
+				return err
+			}
 		}
-		procs = append(procs, p)
-		if err := c.waitFor(ctx, p, ready); err != nil {
-			fmt.Fprintln(out, "failed")
+		if !quiet {
+			fmt.Fprintf(out, "%-45s", map[bool]string{true: name + " runs, keeping it ...", false: "starting " + name + " ..."}[st.supervised])
+		}
+		t := time.Now()
+		var p *launched
+		if !st.supervised {
+			var lerr error
+			p, lerr = c.launch(name)
+			if p != nil {
+				procs = append(procs, p)
+			}
+			if lerr != nil {
+				fmt.Fprintln(out, "failed")
+				return fmt.Errorf("%w\n--- last lines of %s ---\n%s", lerr, c.LogPath(name), c.logTail(name, 20))
+			}
+		}
+		if err := c.waitFor(ctx, name, p, ready); err != nil {
+			if !quiet {
+				fmt.Fprintln(out, "failed")
+			}
 			return fmt.Errorf("%s did not come up: %w\n--- last lines of %s ---\n%s", name, err, c.LogPath(name), c.logTail(name, 20))
 		}
-		fmt.Fprintf(out, "ready (%.1fs)\n", time.Since(t).Seconds())
+		if !quiet {
+			fmt.Fprintf(out, "ready (%.1fs)\n", time.Since(t).Seconds())
+		}
 		return nil
 	}
 	cfg, err := c.RESTConfig()
@@ -124,6 +166,11 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 		return err
 	}
 	if err := step("node", func(ctx context.Context) error {
+		// The Node object may still say Ready for an agent that died; the agent's
+		// own port answers only while it runs, and it opens it after registering.
+		if err := c.nodeAgentHealthy(ctx); err != nil {
+			return err
+		}
 		n, err := client.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -142,12 +189,38 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 	}); err != nil {
 		return err
 	}
+	if all {
+		return ErrAlreadyRunning
+	}
 	fmt.Fprintf(out, "cluster ready in %.1fs\n", time.Since(t0).Seconds())
 	return nil
 }
 
-// waitFor polls ready until it succeeds, the process exits, or a minute passes.
-func (c *Config) waitFor(ctx context.Context, p *started, ready func(context.Context) error) error {
+// sameSettings refuses to change the addresses of a cluster while parts of it
+// run with the saved ones: the parts would no longer find each other.
+func (c *Config) sameSettings() error {
+	saved, err := Load(c.Dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct{ flag, was, now string }{
+		{"--api-port", strconv.Itoa(saved.APIPort), strconv.Itoa(c.APIPort)},
+		{"--pod-cidr", saved.PodCIDR, c.PodCIDR},
+		{"--service-cidr", saved.ServiceCIDR, c.ServiceCIDR},
+		{"--node-port-range", saved.NodePortRange, c.NodePortRange},
+		{"--node-name", saved.NodeName, c.NodeName},
+	} {
+		if f.was != f.now {
+			return fmt.Errorf("the cluster in %s runs with %s %s, not %s; stop it with `outpost cluster down` to change that", c.Dir, f.flag, f.was, f.now)
+		}
+	}
+	return nil
+}
+
+// waitFor polls ready until it succeeds or a minute passes. For a component
+// this call launched (p), an exit of the component or its supervisor fails at
+// once: a crash during `up` is reported, not retried.
+func (c *Config) waitFor(ctx context.Context, name string, p *launched, ready func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var last error
@@ -158,9 +231,18 @@ func (c *Config) waitFor(ctx context.Context, p *started, ready func(context.Con
 		if last == nil {
 			return nil
 		}
+		var done <-chan struct{}
+		if p != nil {
+			done = p.done
+			if rec, err := c.readRecord(name); err != nil {
+				return err
+			} else if rec.Restarts > 0 {
+				return fmt.Errorf("process exited (%s)", rec.LastExit)
+			}
+		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("process exited (%v)", p.err)
+		case <-done:
+			return fmt.Errorf("its supervisor exited (%v)", p.err)
 		case <-ctx.Done():
 			return fmt.Errorf("not ready after a minute: %v", last)
 		case <-time.After(50 * time.Millisecond):
@@ -182,6 +264,26 @@ func (c *Config) apiserverReady(ctx context.Context) error {
 		return err
 	}
 	return httpOK(ctx, hc, cfg.Host+"/readyz", "")
+}
+
+// nodeAgentHealthy asks the node agent's /healthz, with the certificate the
+// apiserver uses for it (the agent requires one).
+func (c *Config) nodeAgentHealthy(ctx context.Context) error {
+	cert, err := tls.LoadX509KeyPair(c.path("pki", "apiserver-kubelet-client.crt"), c.path("pki", "apiserver-kubelet-client.key"))
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(c.path("pki", "ca.crt"))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return fmt.Errorf("%s holds no certificate", c.path("pki", "ca.crt"))
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool}}}
+	defer hc.CloseIdleConnections()
+	return httpOK(ctx, hc, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.Port("node agent")), "ok")
 }
 
 // componentHealthy asks a control-plane component's own /healthz; its serving

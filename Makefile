@@ -7,11 +7,18 @@ KUBE_DIR := $(CURDIR)/.cache/kube
 export OUTPOST_KUBE_BIN_DIR := $(KUBE_DIR)/bin
 export OUTPOST_BIN := $(CURDIR)/bin/outpost
 
-.PHONY: build kube deps test quickstart bench-cluster bench-relay bench-extension lint clean
+.PHONY: build image kube deps test quickstart bench-cluster bench-relay bench-extension lint clean
 
 ## build: the outpost binary, into bin/outpost
 build:
 	go build -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
+
+## image: the outpost container image, without Docker, into bin/outpost-image.tar
+## (tagged outpost:$(VERSION), the image `connectedk8s connect` deploys)
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-amd64/outpost ./cmd/outpost
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) \
+		go run ./cmd/outpost-image -binary bin/linux-amd64/outpost -version '$(VERSION)' -commit '$(COMMIT)' -o bin/outpost-image.tar
 
 ## kube: the upstream control-plane binaries, built once into .cache/kube/bin
 kube:

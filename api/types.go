@@ -37,9 +37,15 @@ type ConnectedCluster struct {
 	ProvisioningState    string       `json:"provisioningState"`
 	Proxy                string       `json:"proxy,omitempty"`
 	Created              time.Time    `json:"created"`
+	// ClusterIdentity is the UID of the cluster's kube-system namespace: a
+	// workspace registers one cluster once.
+	ClusterIdentity string `json:"clusterIdentity,omitempty"`
 	// AgentToken is in the answer to the registration only: the workspace
 	// keeps just its hash.
 	AgentToken string `json:"agentToken,omitempty"`
+	// Replaced is in the answer to a forced registration only: the ids of
+	// the registrations of the same cluster it deleted.
+	Replaced []string `json:"replaced,omitempty"`
 }
 
 // ClusterFacts are what the agent reports about its cluster.
@@ -129,16 +135,46 @@ type Error struct {
 	Message string `json:"message"`
 }
 
-// DesiredState is what the workspace wants on one cluster. The agent polls
-// it with the ETag of the last one it applied and gets an answer when it
-// differs (or 304 after a while).
-type DesiredState struct {
-	Extensions []DesiredExtension `json:"extensions"`
-	// Namespaces the workspace wants to exist (attach --create-namespace).
-	Namespaces []string `json:"namespaces,omitempty"`
+// Kinds of the objects the workspace syncs to a cluster's agent.
+const (
+	KindExtension = "Extension"
+	KindCompute   = "Compute"
+)
+
+// SyncResponse answers an agent's long poll GET .../sync?since=R: the
+// objects of its cluster whose spec changed after revision R and those
+// deleted since, so that a change costs what it changes. With Reset set the
+// objects are the cluster's whole desired state (R was 0 or older than the
+// deletions the workspace keeps): the agent drops every object it has that
+// the answer lacks. An answer with no objects after the long poll's wait
+// means nothing changed; the agent asks again from Revision.
+type SyncResponse struct {
+	Revision int64           `json:"revision"`
+	Reset    bool            `json:"reset,omitempty"`
+	Objects  []DesiredObject `json:"objects"`
+	Deleted  []ObjectRef     `json:"deleted,omitempty"`
 	// HeartbeatSeconds is how often the agent should report.
 	HeartbeatSeconds int `json:"heartbeatSeconds"`
 }
+
+// ObjectRef names a synced object: its kind and its resource id.
+type ObjectRef struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+}
+
+// DesiredObject is one object the workspace wants on the cluster, with the
+// payload of its kind.
+type DesiredObject struct {
+	Kind       string            `json:"kind"`
+	ID         string            `json:"id"`
+	Generation int64             `json:"generation"`
+	Extension  *DesiredExtension `json:"extension,omitempty"`
+	Compute    *DesiredCompute   `json:"compute,omitempty"`
+}
+
+// Ref names the object.
+func (o DesiredObject) Ref() ObjectRef { return ObjectRef{Kind: o.Kind, ID: o.ID} }
 
 // DesiredExtension carries the settings, protected ones included: the agent
 // needs them to render the extension. It travels only to that cluster's agent.
@@ -150,11 +186,26 @@ type DesiredExtension struct {
 	Protected     map[string]string `json:"protected"`
 }
 
-// AgentReport is the heartbeat of an agent: facts and the state of what it applied.
+// DesiredCompute is a compute attached to the cluster: its workloads run in
+// Namespace, which the agent creates when CreateNamespace is set.
+type DesiredCompute struct {
+	Name            string `json:"name"`
+	Namespace       string `json:"namespace"`
+	CreateNamespace bool   `json:"createNamespace,omitempty"`
+}
+
+// AgentReport is the heartbeat of an agent: the cluster's facts, and what
+// changed since the last report the workspace acknowledged.
 type AgentReport struct {
-	Facts      ClusterFacts      `json:"facts"`
-	Extensions []ExtensionReport `json:"extensions"`
-	Namespaces []string          `json:"namespaces"`
+	// Revision is the sync revision whose objects the agent has applied:
+	// facts in this report are at least that fresh.
+	Revision int64        `json:"revision,omitempty"`
+	Facts    ClusterFacts `json:"facts"`
+	// Extensions whose state changed since the last acknowledged report.
+	Extensions []ExtensionReport `json:"extensions,omitempty"`
+	// Namespaces of the cluster, when they changed since the last
+	// acknowledged report (nil otherwise: a cluster always has some).
+	Namespaces []string `json:"namespaces,omitempty"`
 }
 
 // ExtensionReport is the state of one extension in the cluster.

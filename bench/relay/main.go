@@ -3,7 +3,9 @@
 // each over its own TLS connections) against one `outpost workspace serve`.
 // It prints the workspace's memory, how reports are handled, and how long a
 // change in desired state takes to reach every agent, with the same change
-// for a single agent as the baseline. Run it with `make bench-relay`.
+// for a single agent as the baseline; then what one change costs on a
+// cluster with 10,000 objects (-objects), against its whole state. Run it
+// with `make bench-relay`.
 package main
 
 import (
@@ -30,6 +32,8 @@ import (
 	"outpost.dev/outpost/internal/clustertest"
 )
 
+var objects *int
+
 type bench struct {
 	url, admin string
 	pool       *x509.CertPool
@@ -40,6 +44,7 @@ func main() {
 	n := flag.Int("agents", 1000, "simulated agents")
 	heartbeat := flag.Duration("heartbeat", 10*time.Second, "report interval of every agent")
 	window := flag.Duration("window", 20*time.Second, "how long to measure report handling")
+	objects = flag.Int("objects", 10000, "objects on one cluster for the cost of a change")
 	flag.Parse()
 	if err := run(*n, *heartbeat, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -106,6 +111,87 @@ func run(n int, heartbeat, window time.Duration) error {
 	fmt.Printf("change asked -> agent has it (includes queueing behind the other 999 writes): p50 %.1f ms, p99 %.1f ms; p99 / 1-agent p99 = %.1fx\n",
 		ms(pct(res.latencies, 0.5)), ms(pct(res.latencies, 0.99)), ms(pct(res.latencies, 0.99))/ms(pct(base.latencies, 0.99)))
 	fmt.Printf("workspace memory: RSS %.0f MB now, peak %.0f MB (target <= 500 MB: %.2fx of target)\n", res.rss, res.peak, res.peak/500)
+	return b.changeCost(*objects)
+}
+
+// changeCost measures what one change costs an agent whose cluster has
+// many objects: the sync answer after one object changed, against the
+// whole state (what the agent gets from revision 0, and what every change
+// cost before sync went per resource).
+func (b *bench) changeCost(n int) error {
+	var c api.ConnectedCluster
+	if err := b.call(b.admin, "PUT", "/resourceGroups/bench/connectedClusters/big", map[string]string{}, &c); err != nil {
+		return err
+	}
+	ext := "/resourceGroups/bench/connectedClusters/big/extensions/ml"
+	body := api.ExtensionRequest{ExtensionType: "Microsoft.AzureML.Kubernetes", ClusterType: "connectedClusters",
+		ConfigurationSettings: map[string]string{"enableTraining": "True"}}
+	if err := b.call(b.admin, "PUT", ext, body, nil); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	// Computes are the objects a cluster has many of today (jobs and
+	// deployments will be): n-1 of them and the extension.
+	if err := parallel(n-1, 16, func(i int) error {
+		return b.call(b.admin, "PUT", fmt.Sprintf("/resourceGroups/bench/workspaces/ws/computes/c%d", i),
+			api.ComputeRequest{Type: "Kubernetes", ResourceID: "/resourceGroups/bench/connectedClusters/big", Namespace: fmt.Sprintf("ns-%d", i)}, nil)
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("%d objects on one cluster stored in %.1fs\n", n, time.Since(t0).Seconds())
+	sync := func(since int64) (api.SyncResponse, int, time.Duration, error) {
+		var d api.SyncResponse
+		t := time.Now()
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/agent/v1/resourceGroups/bench/connectedClusters/big/sync?since=%d", b.url, since), nil)
+		req.Header.Set("Authorization", "Bearer "+c.AgentToken)
+		resp, err := adminClient(b.pool).Do(req)
+		if err != nil {
+			return d, 0, 0, err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return d, 0, 0, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return d, 0, 0, fmt.Errorf("sync: %s %s", resp.Status, data)
+		}
+		return d, len(data), time.Since(t), json.Unmarshal(data, &d)
+	}
+	full, fullBytes, fullTime, err := sync(0)
+	if err != nil {
+		return err
+	}
+	if len(full.Objects) != n {
+		return fmt.Errorf("full state has %d objects, want %d", len(full.Objects), n)
+	}
+	type answer struct {
+		d     api.SyncResponse
+		bytes int
+		at    time.Time
+		err   error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		d, size, _, err := sync(full.Revision)
+		got <- answer{d, size, time.Now(), err}
+	}()
+	// The agent's poll is waiting; one object changes.
+	body.ConfigurationSettings["nodeSelector.pool"] = "a"
+	asked := time.Now()
+	if err := b.call(b.admin, "PATCH", ext, body, nil); err != nil {
+		return err
+	}
+	a := <-got
+	if a.err != nil {
+		return a.err
+	}
+	if len(a.d.Objects) != 1 {
+		return fmt.Errorf("after one change the answer has %d objects, want 1", len(a.d.Objects))
+	}
+	fmt.Printf("one change among %d objects on one cluster: sync answer %d bytes, change asked -> agent has it %.1f ms; "+
+		"whole state (what every change cost before) %d bytes, answered in %.1f ms; whole / change = %.0fx in bytes\n",
+		n, a.bytes, ms(a.at.Sub(asked)), fullBytes, ms(fullTime), float64(fullBytes)/float64(a.bytes))
 	return nil
 }
 
@@ -151,13 +237,13 @@ func (b *bench) round(n int, heartbeat, window time.Duration, changes int) (*res
 		// Spread the first reports over a heartbeat, as agents started at
 		// different times would be.
 		offset := heartbeat * time.Duration(i) / time.Duration(n)
-		go b.agent(ctx, fmt.Sprintf("%s%d", prefix, i), tokens[i], heartbeat, offset, ready, func(d api.DesiredState) {
-			if len(d.Extensions) == 0 {
+		go b.agent(ctx, fmt.Sprintf("%s%d", prefix, i), tokens[i], heartbeat, offset, ready, func(d api.SyncResponse) {
+			if len(d.Objects) == 0 {
 				return
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if d.Extensions[0].Generation == want[i] && !changed[i].IsZero() {
+			if d.Objects[0].Generation == want[i] && !changed[i].IsZero() {
 				res.latencies = append(res.latencies, time.Since(changed[i]))
 				changed[i] = time.Time{}
 				received[i] = time.Now()
@@ -229,7 +315,7 @@ func (b *bench) round(n int, heartbeat, window time.Duration, changes int) (*res
 // agent speaks the agent protocol: long polls on one connection, reports
 // on another, every heartbeat.
 func (b *bench) agent(ctx context.Context, name, token string, heartbeat, offset time.Duration, ready chan<- struct{},
-	onDesired func(api.DesiredState), onReport func(time.Duration, error)) {
+	onDesired func(api.SyncResponse), onReport func(time.Duration, error)) {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: b.pool}, MaxIdleConnsPerHost: 2}}
 	base := b.url + "/agent/v1/resourceGroups/bench/connectedClusters/" + name
 	go func() {
@@ -255,23 +341,24 @@ func (b *bench) agent(ctx context.Context, name, token string, heartbeat, offset
 			}
 		}
 	}()
-	etag := ""
+	var since int64
 	first := true
 	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/desired", nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/sync?since="+strconv.FormatInt(since, 10), nil)
 		req.Header.Set("Authorization", "Bearer "+token)
-		if etag != "" {
-			req.Header.Set("If-None-Match", etag)
-		}
 		resp, err := hc.Do(req)
 		if err != nil {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		if resp.StatusCode == http.StatusOK {
-			var d api.DesiredState
-			json.NewDecoder(resp.Body).Decode(&d)
-			etag = resp.Header.Get("ETag")
+			var d api.SyncResponse
+			if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+				resp.Body.Close()
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			since = d.Revision
 			onDesired(d)
 			if first {
 				first = false

@@ -8,12 +8,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/clustertest"
@@ -78,10 +84,12 @@ func TestFaultsAndProxy(t *testing.T) {
 	}
 	create(w, "arcml-extension", "--config", "enableTraining=True")
 	ctx := context.Background()
-	deps := clustertest.Cluster.Client.AppsV1().Deployments("azureml")
-	before, err := deps.Get(ctx, "cluster-status-reporter", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	// Every write to an object bumps its resourceVersion, and a delete and
+	// create changes its UID, while server-side apply of unchanged content
+	// stores nothing: so these tell whether the agent changed anything.
+	before := extensionObjects(t, "arcml-extension")
+	if _, ok := before["Deployment azureml/cluster-status-reporter"]; !ok {
+		t.Fatalf("the extension's objects lack its status reporter: %v", before)
 	}
 
 	t.Run("workspace killed with -9 and restarted", func(t *testing.T) {
@@ -124,16 +132,47 @@ func TestFaultsAndProxy(t *testing.T) {
 			}
 			return fmt.Errorf("%d agent pods, none new and running", len(list.Items))
 		})
-		time.Sleep(2 * heartbeat) // the new agent has applied its desired state by now
-		after, err := deps.Get(ctx, "cluster-status-reporter", metav1.GetOptions{})
+		clustertest.Eventually(t, 60*time.Second, "the new agent applied its desired state", func() error {
+			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "app=outpost-agent"})
+			if err != nil {
+				return err
+			}
+			for _, p := range list.Items {
+				if p.Name == old {
+					continue
+				}
+				log, err := pods.GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(string(log), `msg="applied extension" extension=arcml-extension`) {
+					return fmt.Errorf("agent %s has not logged an apply yet", p.Name)
+				}
+			}
+			return nil
+		})
+		// Neither the restarted agent nor the reconnection before changed
+		// anything: no object rewritten, recreated, added or left over.
+		after := extensionObjects(t, "arcml-extension")
+		var changed []string
+		for id, v := range before {
+			if after[id] != v {
+				changed = append(changed, fmt.Sprintf("%s (%s -> %s)", id, v, after[id]))
+			}
+		}
+		for id := range after {
+			if _, ok := before[id]; !ok {
+				changed = append(changed, id+" (new)")
+			}
+		}
+		if len(changed) > 0 {
+			sort.Strings(changed)
+			t.Fatalf("the agent wrote objects again although nothing changed (uid/resourceVersion):\n%s", strings.Join(changed, "\n"))
+		}
+		rs, err := clustertest.Cluster.Client.AppsV1().ReplicaSets("azureml").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Nothing applied twice: the component's spec was not touched, no new rollout.
-		if after.Generation != before.Generation || after.UID != before.UID {
-			t.Fatalf("the status reporter was re-applied: generation %d -> %d", before.Generation, after.Generation)
-		}
-		rs, _ := clustertest.Cluster.Client.AppsV1().ReplicaSets("azureml").List(ctx, metav1.ListOptions{})
 		if len(rs.Items) != 1 {
 			t.Fatalf("%d ReplicaSets of the status reporter, want 1", len(rs.Items))
 		}
@@ -168,6 +207,45 @@ func TestFaultsAndProxy(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// extensionObjects finds every object in the cluster that carries the
+// extension's label, of any kind the cluster serves (not only those the
+// agent knows of), as "Kind namespace/name" -> "uid/resourceVersion".
+func extensionObjects(t *testing.T, ext string) map[string]string {
+	t.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(clustertest.Cluster.REST)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(clustertest.Cluster.REST)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, err := dc.ServerPreferredResources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := map[string]string{}
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range l.APIResources {
+			if strings.Contains(r.Name, "/") || !slices.Contains(r.Verbs, "list") {
+				continue // a subresource, or a kind that cannot be listed (and so not pruned either)
+			}
+			list, err := dyn.Resource(gv.WithResource(r.Name)).List(context.Background(), metav1.ListOptions{LabelSelector: "outpost.dev/extension=" + ext})
+			if err != nil {
+				t.Fatalf("list %s: %v", r.Name, err)
+			}
+			for _, o := range list.Items {
+				objs[fmt.Sprintf("%s %s/%s", r.Kind, o.GetNamespace(), o.GetName())] = fmt.Sprintf("%s/%s", o.GetUID(), o.GetResourceVersion())
+			}
+		}
+	}
+	return objs
 }
 
 func TestValidationThroughCLI(t *testing.T) {

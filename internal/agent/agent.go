@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,7 +21,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"outpost.dev/outpost/api"
 )
@@ -34,18 +35,25 @@ type Agent struct {
 	dyn    dynamic.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 
-	mu        sync.Mutex
-	desired   api.DesiredState
+	mu sync.Mutex
+	// objects is the local cache of what the workspace wants here, by kind
+	// and id, complete up to revision (the last sync answer applied).
+	objects   map[api.ObjectRef]api.DesiredObject
+	revision  int64
 	applied   map[string]applied // extension -> outcome of its last apply
 	heartbeat time.Duration
 	wake      chan struct{} // report now
+
+	// acked is the last report the workspace acknowledged: later reports
+	// carry only what differs from it. Only reportLoop touches it.
+	acked api.AgentReport
 }
 
 // Run connects to the workspace and keeps the cluster converged on what it
 // wants until ctx ends. Connection failures are retried with backoff forever:
 // an agent outlives any outage of its workspace.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	rc, err := restConfig(cfg.Kubeconfig)
+	rc, err := kubeRestConfig(cfg.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -65,7 +73,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 		base: fmt.Sprintf("%s/agent/v1/resourceGroups/%s/connectedClusters/%s", cfg.WorkspaceURL,
 			url.PathEscape(cfg.ResourceGroup), url.PathEscape(cfg.Cluster)),
-		applied: map[string]applied{}, heartbeat: 10 * time.Second, wake: make(chan struct{}, 1)}
+		objects: map[api.ObjectRef]api.DesiredObject{}, applied: map[string]applied{}, heartbeat: 10 * time.Second, wake: make(chan struct{}, 1)}
 	go a.reportLoop(ctx)
 	a.syncLoop(ctx)
 	return nil
@@ -85,85 +93,104 @@ func clients(rc *rest.Config) (kubernetes.Interface, dynamic.Interface, error) {
 	return kube, dyn, err
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		return rest.InClusterConfig()
-	}
-	return clientcmd.BuildConfigFromFlags("", kubeconfig)
-}
-
-// syncLoop long-polls the desired state and applies each new one.
+// syncLoop long-polls what changed in the desired state and applies it.
+// Objects whose apply failed (a namespace still terminating, an API error)
+// are applied again after a growing delay, changes or not.
 func (a *Agent) syncLoop(ctx context.Context) {
-	etag := ""
+	var since int64
 	backoff := time.Second
-	var retry time.Duration
+	var retryDelay time.Duration
+	retry := map[api.ObjectRef]bool{}
 	for ctx.Err() == nil {
-		d, tag, err := a.poll(ctx, etag)
+		wait := pollTimeout
+		if len(retry) > 0 {
+			wait = retryDelay
+		}
+		resp, err := a.poll(ctx, since, wait)
+		if errors.Is(err, errPollCut) {
+			resp, err = &api.SyncResponse{Revision: since}, nil // the retry is due; nothing new
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			wait := backoff/2 + rand.N(backoff/2+1) // jitter: a workspace restart must not see every agent at once
-			a.log.Warn("workspace unreachable; retrying", "err", err, "in", wait.Round(time.Millisecond))
+			jittered := backoff/2 + rand.N(backoff/2+1) // jitter: a workspace restart must not see every agent at once
+			a.log.Warn("workspace unreachable; retrying", "err", err, "in", jittered.Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(wait):
+			case <-time.After(jittered):
 			}
 			backoff = min(backoff*2, 30*time.Second)
 			continue
 		}
 		backoff = time.Second
-		if d == nil {
-			continue // 304: nothing changed
+		if resp.HeartbeatSeconds > 0 {
+			a.mu.Lock()
+			a.heartbeat = secondsOf(resp.HeartbeatSeconds)
+			a.mu.Unlock()
 		}
-		etag = tag
-		if a.apply(ctx, *d) {
-			// Something failed (a namespace still terminating, an API error):
-			// ask again after a while, which applies the same state again.
-			etag = ""
-			retry = min(max(2*retry, 2*time.Second), 30*time.Second)
-			a.kick()
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(retry):
+		cs := a.take(resp)
+		since = resp.Revision
+		for ref := range retry {
+			if _, ok := cs.changed[ref]; ok {
+				continue
 			}
+			if o, ok := a.cached(ref); ok {
+				cs.changed[ref] = o
+			} else {
+				cs.reset = true // a deleted extension whose prune failed: pruneRemoved finds it
+			}
+		}
+		if len(cs.changed) == 0 && len(cs.deleted) == 0 && !cs.reset {
+			a.setRevision(since)
 			continue
 		}
-		retry = 0
+		retry = a.apply(ctx, cs)
+		a.setRevision(since)
 		a.kick()
+		if len(retry) > 0 {
+			retryDelay = min(max(2*retryDelay, 2*time.Second), 30*time.Second)
+		} else {
+			retryDelay = 0
+		}
 	}
 }
 
-// poll asks for the desired state; nil without error means unchanged.
-func (a *Agent) poll(ctx context.Context, etag string) (*api.DesiredState, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+// pollTimeout bounds one long poll: the workspace answers within 25 s.
+const pollTimeout = 60 * time.Second
+
+// errPollCut is a long poll the agent ended itself, to retry a failed apply.
+var errPollCut = errors.New("long poll cut short")
+
+// poll asks for what changed after revision since, waiting at most wait.
+func (a *Agent) poll(ctx context.Context, since int64, wait time.Duration) (*api.SyncResponse, error) {
+	pctx, cancel := context.WithTimeoutCause(ctx, wait, errPollCut)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/desired", nil)
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, a.base+"/sync?since="+strconv.FormatInt(since, 10), nil)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+a.cfg.Token)
-	if etag != "" {
-		req.Header.Set("If-None-Match", etag)
-	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return nil, "", err
+		if wait < pollTimeout && errors.Is(context.Cause(pctx), errPollCut) && ctx.Err() == nil {
+			return nil, errPollCut
+		}
+		return nil, err
 	}
 	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusNotModified:
-		return nil, etag, nil
-	case http.StatusOK:
-		var d api.DesiredState
-		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-			return nil, "", err
-		}
-		return &d, resp.Header.Get("ETag"), nil
+	if resp.StatusCode != http.StatusOK {
+		return nil, httpError(resp)
 	}
-	return nil, "", httpError(resp)
+	var d api.SyncResponse
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		if wait < pollTimeout && errors.Is(context.Cause(pctx), errPollCut) && ctx.Err() == nil {
+			return nil, errPollCut
+		}
+		return nil, err
+	}
+	return &d, nil
 }
 
 func httpError(resp *http.Response) error {
@@ -187,14 +214,18 @@ func (a *Agent) kick() {
 // apply.
 func (a *Agent) reportLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		rep := a.report(ctx)
-		if err := a.send(ctx, rep); err != nil && ctx.Err() == nil {
-			a.log.Warn("report", "err", err)
+		full := a.report(ctx)
+		if err := a.send(ctx, changedSince(a.acked, full)); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("report", "err", err)
+			}
+		} else {
+			a.acked = full
 		}
 		a.mu.Lock()
 		every := a.heartbeat
 		a.mu.Unlock()
-		for _, e := range rep.Extensions {
+		for _, e := range full.Extensions {
 			if e.InstallState == api.InstallPending {
 				every = min(every, time.Second)
 			}

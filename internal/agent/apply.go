@@ -3,12 +3,10 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,25 +22,9 @@ const (
 	extensionLabel = "outpost.dev/extension"
 )
 
-// prunable are the kinds an extension may create; objects of these kinds
-// labelled with an extension that is no longer wanted (or no longer rendered)
-// are deleted.
-var prunable = []schema.GroupVersionResource{
-	{Group: "apps", Version: "v1", Resource: "deployments"},
-	{Group: "apps", Version: "v1", Resource: "daemonsets"},
-	{Version: "v1", Resource: "services"},
-	{Version: "v1", Resource: "configmaps"},
-	{Version: "v1", Resource: "secrets"},
-	{Version: "v1", Resource: "serviceaccounts"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	{Group: "security.openshift.io", Version: "v1", Resource: "securitycontextconstraints"},
-	{Version: "v1", Resource: "namespaces"},
-}
-
-// rendered is what the agent made of one desired extension.
+// rendered is what the agent made of one desired extension: the objects to
+// apply (its inventory first) and those whose readiness makes its
+// installState (every object of the extension).
 type rendered struct {
 	objects    []*unstructured.Unstructured
 	components []*unstructured.Unstructured
@@ -55,60 +37,95 @@ type applied struct {
 	err        error
 }
 
-// apply converges the cluster on d: namespaces, then each extension by
-// server-side apply (idempotent: applying the same state again changes
-// nothing, so an agent restart applies nothing twice), then pruning.
-func (a *Agent) apply(ctx context.Context, d api.DesiredState) (failed bool) {
-	outcomes := map[string]applied{}
-	// An extension that cannot be rendered keeps what it has in the cluster:
-	// a bad setting must not tear down a working install.
-	untouchable := map[string]bool{}
-	for _, ns := range d.Namespaces {
-		_, err := a.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			a.log.Warn("create namespace", "namespace", ns, "err", err)
+// apply converges the cluster on what one sync answer changed, one
+// reconciler per kind: computes get their namespaces; a changed extension is
+// rendered and applied by server-side apply (idempotent: applying the same
+// state again changes nothing), then what it no longer renders is pruned; a
+// deleted one is pruned whole. After a reset, extensions the cluster has but
+// the workspace no longer wants are pruned too. It returns the objects to
+// apply again later.
+func (a *Agent) apply(ctx context.Context, cs changeSet) (retry map[api.ObjectRef]bool) {
+	retry = map[api.ObjectRef]bool{}
+	for _, ref := range a.reconcileComputes(ctx, cs.changed, nil) {
+		retry[ref] = true
+	}
+	nodes := -1
+	for ref, o := range cs.changed {
+		if o.Kind != api.KindExtension || o.Extension == nil {
+			continue
+		}
+		if nodes < 0 {
+			nodes = a.nodeCount(ctx)
+		}
+		if err := a.applyExtension(ctx, *o.Extension, nodes); err != nil {
+			retry[ref] = true
 		}
 	}
-	keep := map[string]bool{} // "<gvr>|<ns>|<name>" of every object still wanted
-	nodes := a.nodeCount(ctx)
-	for _, e := range d.Extensions {
-		r, err := a.render(e, nodes)
-		if err == nil {
-			err = a.applyObjects(ctx, r.objects)
+	for ref, o := range cs.deleted {
+		if o.Kind != api.KindExtension || o.Extension == nil {
+			continue
 		}
-		if r != nil {
-			for _, o := range r.objects {
-				if gvr, err := a.gvr(o); err == nil {
-					keep[objectID(gvr, o.GetNamespace(), o.GetName())] = true
-				}
-			}
-		}
-		if r == nil {
-			untouchable[e.Name] = true
+		name := o.Extension.Name
+		a.mu.Lock()
+		delete(a.applied, name)
+		a.mu.Unlock()
+		if err := a.prune(ctx, name, nil); err != nil {
+			// Retried as after a reset (see syncLoop): pruneRemoved finds it.
+			a.log.Error("prune deleted extension", "extension", name, "err", err)
+			retry[ref] = true
 		} else {
-			outcomes[e.Name] = applied{components: r.components}
-		}
-		if err != nil {
-			failed = true
-			a.log.Error("apply extension", "extension", e.Name, "err", err)
-		} else {
-			a.log.Info("applied extension", "extension", e.Name, "generation", e.Generation, "objects", len(r.objects))
-		}
-		if err != nil {
-			outcomes[e.Name] = applied{err: err}
+			a.log.Info("removed extension", "extension", name)
 		}
 	}
-	a.prune(ctx, keep, untouchable)
-	a.mu.Lock()
-	a.desired, a.applied = d, outcomes
-	if d.HeartbeatSeconds > 0 {
-		a.heartbeat = secondsOf(d.HeartbeatSeconds)
+	if cs.reset {
+		wanted := map[string]bool{}
+		for _, e := range a.extensions() {
+			wanted[e.Name] = true
+		}
+		if err := a.pruneRemoved(ctx, wanted); err != nil {
+			a.log.Error("prune deleted extensions", "err", err)
+			retry[api.ObjectRef{Kind: api.KindExtension}] = true // no object of the cache: pruned again as after a reset
+		}
 	}
-	a.mu.Unlock()
-	return failed
+	return retry
 }
 
-func (a *Agent) render(e api.DesiredExtension, nodes int) (*rendered, error) {
+// applyExtension renders e, applies it and prunes what it no longer renders,
+// and keeps the outcome for the reports.
+func (a *Agent) applyExtension(ctx context.Context, e api.DesiredExtension, nodes int) error {
+	r, err := a.render(ctx, e, nodes)
+	if err == nil {
+		err = a.applyObjects(ctx, r.objects)
+	}
+	// An extension that cannot be rendered keeps what it has in the
+	// cluster: a bad setting must not tear down a working install.
+	// A failed prune leaves only leftovers: the install stands, and the
+	// prune is retried.
+	var perr error
+	if r != nil {
+		if perr = a.prune(ctx, e.Name, r.objects); perr != nil {
+			a.log.Error("prune extension", "extension", e.Name, "err", perr)
+		}
+	}
+	out := applied{err: err}
+	if err != nil {
+		a.log.Error("apply extension", "extension", e.Name, "generation", e.Generation, "err", err)
+	} else {
+		out.components = r.components
+		a.log.Info("applied extension", "extension", e.Name, "generation", e.Generation, "objects", len(r.objects))
+	}
+	a.mu.Lock()
+	if a.applied == nil {
+		a.applied = map[string]applied{}
+	}
+	a.applied[e.Name] = out
+	a.mu.Unlock()
+	return errors.Join(err, perr)
+}
+
+// render makes the objects of e, with the inventory that lets prune find
+// them again once a later render drops them.
+func (a *Agent) render(ctx context.Context, e api.DesiredExtension, nodes int) (*rendered, error) {
 	set, err := extension.Parse(e.Settings, e.Protected)
 	if err != nil {
 		return nil, fmt.Errorf("settings: %w", err)
@@ -118,26 +135,28 @@ func (a *Agent) render(e api.DesiredExtension, nodes int) (*rendered, error) {
 		return nil, err
 	}
 	if set.InstallNvidiaDevicePlugin {
-		if other := a.foreignDevicePlugin(); other != "" {
+		other, err := a.foreignDevicePlugin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if other != "" {
 			return nil, fmt.Errorf("installNvidiaDevicePlugin=True, but an NVIDIA device plugin already runs in this cluster (DaemonSet %s): "+
 				"two plugins would advertise the same GPUs; set installNvidiaDevicePlugin=False to use the one there", other)
 		}
 	}
-	r := &rendered{objects: objs}
-	for _, o := range objs {
-		if o.GetKind() == "Deployment" || o.GetKind() == "DaemonSet" {
-			r.components = append(r.components, o)
-		}
+	inv, err := a.inventory(ctx, e.Name, objs)
+	if err != nil {
+		return nil, err
 	}
-	return r, nil
+	return &rendered{objects: append([]*unstructured.Unstructured{inv}, objs...), components: objs}, nil
 }
 
 // foreignDevicePlugin names a DaemonSet running the NVIDIA device plugin that
 // no extension of ours created, or "".
-func (a *Agent) foreignDevicePlugin() string {
-	list, err := a.kube.AppsV1().DaemonSets("").List(context.Background(), metav1.ListOptions{})
+func (a *Agent) foreignDevicePlugin(ctx context.Context) (string, error) {
+	list, err := a.kube.AppsV1().DaemonSets("").List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return ""
+		return "", fmt.Errorf("look for another NVIDIA device plugin: %w", err)
 	}
 	for _, ds := range list.Items {
 		if _, ours := ds.Labels[extensionLabel]; ours {
@@ -145,11 +164,11 @@ func (a *Agent) foreignDevicePlugin() string {
 		}
 		for _, c := range ds.Spec.Template.Spec.Containers {
 			if strings.Contains(c.Image, "k8s-device-plugin") || strings.Contains(ds.Name, "nvidia-device-plugin") {
-				return ds.Namespace + "/" + ds.Name
+				return ds.Namespace + "/" + ds.Name, nil
 			}
 		}
 	}
-	return ""
+	return "", nil
 }
 
 func (a *Agent) gvr(o *unstructured.Unstructured) (schema.GroupVersionResource, error) {
@@ -191,153 +210,4 @@ func (a *Agent) applyObjects(ctx context.Context, objs []*unstructured.Unstructu
 		}
 	}
 	return nil
-}
-
-// prune deletes objects an extension created that are no longer wanted,
-// namespaces last (deleting one takes its contents along), except those of
-// the untouchable extensions.
-func (a *Agent) prune(ctx context.Context, keep, untouchable map[string]bool) {
-	for _, gvr := range prunable {
-		list, err := a.dyn.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: extensionLabel})
-		if err != nil {
-			continue // e.g. no SecurityContextConstraints outside OpenShift
-		}
-		for _, o := range list.Items {
-			if keep[objectID(gvr, o.GetNamespace(), o.GetName())] || untouchable[o.GetLabels()[extensionLabel]] || o.GetDeletionTimestamp() != nil {
-				continue
-			}
-			policy := metav1.DeletePropagationBackground
-			ri := a.dyn.Resource(gvr)
-			if o.GetNamespace() != "" {
-				err = ri.Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy})
-			} else {
-				err = ri.Delete(ctx, o.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy})
-			}
-			if err != nil && !apierrors.IsNotFound(err) {
-				a.log.Warn("prune", "kind", gvr.Resource, "name", o.GetName(), "err", err)
-			} else {
-				a.log.Info("pruned", "kind", gvr.Resource, "namespace", o.GetNamespace(), "name", o.GetName())
-			}
-		}
-	}
-}
-
-func objectID(gvr schema.GroupVersionResource, ns, name string) string {
-	return gvr.String() + "|" + ns + "|" + name
-}
-
-// evaluate turns the live state of an extension's workloads into its
-// installState: Installed when every component is ready, Failed with the
-// component and reason when one of its pods cannot run, Pending otherwise.
-func (a *Agent) evaluate(ctx context.Context, e api.DesiredExtension, out applied) api.ExtensionReport {
-	rep := api.ExtensionReport{Name: e.Name, Generation: e.Generation, InstallState: api.InstallPending}
-	if out.err != nil {
-		rep.InstallState, rep.Message = api.InstallFailed, out.err.Error()
-		return rep
-	}
-	var failed, waiting []string
-	for _, c := range out.components {
-		st := a.componentStatus(ctx, c)
-		rep.Components = append(rep.Components, st)
-		switch {
-		case st.Ready:
-		case strings.HasPrefix(st.Message, "failed: "):
-			failed = append(failed, c.GetName()+": "+strings.TrimPrefix(st.Message, "failed: "))
-		default:
-			waiting = append(waiting, c.GetName())
-		}
-	}
-	ready := len(out.components) - len(failed) - len(waiting)
-	switch {
-	case len(failed) > 0:
-		rep.InstallState, rep.Message = api.InstallFailed, strings.Join(failed, "; ")
-	case len(waiting) > 0:
-		rep.Message = fmt.Sprintf("%d/%d components ready; waiting for %s", ready, len(out.components), strings.Join(waiting, ", "))
-	default:
-		rep.InstallState = api.InstallInstalled
-		rep.Message = fmt.Sprintf("%d/%d components ready", ready, len(out.components))
-	}
-	return rep
-}
-
-// componentStatus reads one workload and its pods.
-func (a *Agent) componentStatus(ctx context.Context, c *unstructured.Unstructured) api.ComponentStatus {
-	st := api.ComponentStatus{Name: c.GetName(), Kind: c.GetKind()}
-	ns, name := c.GetNamespace(), c.GetName()
-	var selector *metav1.LabelSelector
-	switch c.GetKind() {
-	case "Deployment":
-		d, err := a.kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			st.Message = err.Error()
-			return st
-		}
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		// As `kubectl rollout status`: the controller saw the latest spec, every
-		// replica runs it, no old one is left, and all are available.
-		st.Ready = d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
-			d.Status.Replicas == want && d.Status.AvailableReplicas >= want
-		st.Message = fmt.Sprintf("%d/%d ready", d.Status.ReadyReplicas, want)
-		selector = d.Spec.Selector
-	case "DaemonSet":
-		d, err := a.kube.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			st.Message = err.Error()
-			return st
-		}
-		st.Ready = d.Status.ObservedGeneration >= d.Generation && d.Status.NumberReady == d.Status.DesiredNumberScheduled && d.Status.UpdatedNumberScheduled == d.Status.DesiredNumberScheduled
-		st.Message = fmt.Sprintf("%d/%d ready", d.Status.NumberReady, d.Status.DesiredNumberScheduled)
-		selector = d.Spec.Selector
-	}
-	if st.Ready || selector == nil {
-		return st
-	}
-	sel, err := metav1.LabelSelectorAsSelector(selector)
-	if err != nil {
-		return st
-	}
-	pods, err := a.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return st
-	}
-	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
-	for _, p := range pods.Items {
-		if why := podProblem(&p); why != "" {
-			st.Message = "failed: pod " + p.Name + ": " + why
-			return st
-		}
-	}
-	return st
-}
-
-// podProblem names what keeps a pod from running, when it is something that
-// waiting will not fix.
-func podProblem(p *corev1.Pod) string {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return "Unschedulable: " + c.Message
-		}
-	}
-	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
-		if w := cs.State.Waiting; w != nil {
-			switch w.Reason {
-			case "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "RunContainerError":
-				msg := w.Reason
-				if t := cs.LastTerminationState.Terminated; t != nil {
-					msg += fmt.Sprintf(" (last exit code %d, %s", t.ExitCode, t.Reason)
-					if t.Message != "" {
-						msg += ": " + t.Message
-					}
-					msg += ")"
-				} else if w.Message != "" {
-					msg += ": " + w.Message
-				}
-				return "container " + cs.Name + ": " + msg
-			}
-		}
-	}
-	return ""
 }

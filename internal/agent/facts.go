@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/version"
@@ -20,24 +22,6 @@ func (a *Agent) nodeCount(ctx context.Context) int {
 		return 1
 	}
 	return len(nodes.Items)
-}
-
-// report gathers the heartbeat: facts about the cluster and the state of
-// every extension of the last applied desired state.
-func (a *Agent) report(ctx context.Context) api.AgentReport {
-	rep := api.AgentReport{Facts: a.facts(ctx), Extensions: []api.ExtensionReport{}}
-	if nss, err := a.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
-		for _, ns := range nss.Items {
-			rep.Namespaces = append(rep.Namespaces, ns.Name)
-		}
-	}
-	a.mu.Lock()
-	d, outcomes := a.desired, a.applied
-	a.mu.Unlock()
-	for _, e := range d.Extensions {
-		rep.Extensions = append(rep.Extensions, a.evaluate(ctx, e, outcomes[e.Name]))
-	}
-	return rep
 }
 
 // facts are what `connectedk8s show` tells about the cluster.
@@ -79,4 +63,16 @@ func nodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// ClusterIdentity is the UID of namespace kube-system, which Azure Arc also
+// takes for a cluster's identity: it is made with the cluster, survives
+// restarts and upgrades, and differs between clusters even when their
+// kubeconfigs look alike.
+func ClusterIdentity(ctx context.Context, kube kubernetes.Interface) (string, error) {
+	ns, err := kube.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read namespace kube-system, the cluster's identity: %w", err)
+	}
+	return string(ns.UID), nil
 }

@@ -2,9 +2,14 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -30,13 +36,74 @@ const (
 	EnvToken         = "OUTPOST_AGENT_TOKEN"
 	EnvCA            = "OUTPOST_WORKSPACE_CA"
 	EnvImage         = "OUTPOST_IMAGE"
+	// The proxy settings have names of their own, not HTTPS_PROXY/NO_PROXY:
+	// those would send everything in the pod that honours them through the
+	// proxy, the agent's calls to its own apiserver included.
+	EnvProxy   = "OUTPOST_PROXY_HTTPS"
+	EnvNoProxy = "OUTPOST_PROXY_SKIP_RANGE"
 )
 
 // ConfigFromEnv reads the agent's configuration as Install hands it over.
 func ConfigFromEnv() Config {
 	return Config{WorkspaceURL: os.Getenv(EnvWorkspaceURL), ResourceGroup: os.Getenv(EnvResourceGroup),
 		Cluster: os.Getenv(EnvCluster), Token: os.Getenv(EnvToken), CAPEM: []byte(os.Getenv(EnvCA)),
-		Proxy: os.Getenv("HTTPS_PROXY"), NoProxy: os.Getenv("NO_PROXY"), Image: os.Getenv(EnvImage)}
+		Proxy: os.Getenv(EnvProxy), NoProxy: os.Getenv(EnvNoProxy), Image: os.Getenv(EnvImage)}
+}
+
+// Registration names the workspace registration an installed agent serves.
+type Registration struct {
+	WorkspaceURL  string
+	ResourceGroup string
+	Cluster       string
+}
+
+func (r Registration) String() string {
+	return fmt.Sprintf("%s/%s of workspace %s", r.ResourceGroup, r.Cluster, r.WorkspaceURL)
+}
+
+// Installed tells which registration the agent installed in the cluster
+// serves, by its Secret; nil when there is no agent. An agent whose
+// namespace is terminating counts as installed until it is gone: see
+// Removing and WaitRemoved.
+func Installed(ctx context.Context, kube kubernetes.Interface) (*Registration, error) {
+	s, err := kube.CoreV1().Secrets(Namespace).Get(ctx, agentName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the agent's secret %s/%s: %w", Namespace, agentName, err)
+	}
+	return &Registration{WorkspaceURL: string(s.Data[EnvWorkspaceURL]), ResourceGroup: string(s.Data[EnvResourceGroup]),
+		Cluster: string(s.Data[EnvCluster])}, nil
+}
+
+// Removing tells whether the agent's namespace is terminating, as it is
+// for a while after Uninstall.
+func Removing(ctx context.Context, kube kubernetes.Interface) (bool, error) {
+	ns, err := kube.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read namespace %s: %w", Namespace, err)
+	}
+	return ns.DeletionTimestamp != nil, nil
+}
+
+// WaitRemoved waits until the agent's terminating namespace is gone: an
+// install into it would be refused.
+func WaitRemoved(ctx context.Context, kube kubernetes.Interface, timeout time.Duration) error {
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		_, err := kube.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("namespace %s of a removed agent is still terminating after %s (see `kubectl get ns %s -o yaml`): %w", Namespace, timeout, Namespace, err)
+	}
+	return nil
 }
 
 // Install puts the agent into the cluster: its namespace, a Secret with the
@@ -52,7 +119,7 @@ func Install(ctx context.Context, kube kubernetes.Interface, cfg Config) error {
 	secret := &corev1.Secret{ObjectMeta: meta, StringData: map[string]string{
 		EnvWorkspaceURL: cfg.WorkspaceURL, EnvResourceGroup: cfg.ResourceGroup, EnvCluster: cfg.Cluster,
 		EnvToken: cfg.Token, EnvCA: string(cfg.CAPEM), EnvImage: cfg.Image,
-		"HTTPS_PROXY": cfg.Proxy, "NO_PROXY": cfg.NoProxy,
+		EnvProxy: cfg.Proxy, EnvNoProxy: cfg.NoProxy,
 	}}
 	sa := &corev1.ServiceAccount{ObjectMeta: meta}
 	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: agentName, Labels: labels},
@@ -64,7 +131,9 @@ func Install(ctx context.Context, kube kubernetes.Interface, cfg Config) error {
 		// Recreate: two agents of one cluster would both apply.
 		Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
 		Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			// The pod reads the Secret at start only: a new registration
+			// (a forced connect, a new token) must restart it.
+			ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"outpost.dev/config-sha256": configHash(secret.StringData)}},
 			Spec: corev1.PodSpec{
 				ServiceAccountName:            agentName,
 				TerminationGracePeriodSeconds: ptr.To[int64](5),
@@ -91,6 +160,16 @@ func Install(ctx context.Context, kube kubernetes.Interface, cfg Config) error {
 	return nil
 }
 
+// configHash fingerprints the agent's settings; the token in them is random
+// and long, so the hash tells nothing about it.
+func configHash(data map[string]string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		fmt.Fprintf(h, "%s=%q\n", k, data[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 func upsert[T metav1.Object](ctx context.Context, create func(context.Context, T, metav1.CreateOptions) (T, error),
 	update func(context.Context, T, metav1.UpdateOptions) (T, error), obj T) error {
 	_, err := create(ctx, obj, metav1.CreateOptions{})
@@ -108,8 +187,11 @@ func Uninstall(ctx context.Context, rc *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	a := &Agent{kube: kube, dyn: dyn, log: discardLogger()}
-	a.prune(ctx, map[string]bool{}, map[string]bool{})
+	// Pruning fails before the agent's namespace, which holds the
+	// inventories, goes: a retry then still finds everything.
+	if err := pruneEverything(ctx, rc, kube, dyn); err != nil {
+		return err
+	}
 	err = kube.RbacV1().ClusterRoleBindings().Delete(ctx, agentName, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err

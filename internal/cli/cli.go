@@ -10,9 +10,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"outpost.dev/outpost/internal/cluster"
 	"outpost.dev/outpost/internal/container"
@@ -28,22 +30,55 @@ func Main(args []string) int {
 	if len(args) == 2 && args[0] == "container-init" {
 		container.Init(args[1])
 	}
-	root := &cobra.Command{
-		Use:           "outpost",
-		Short:         "Machine learning on Kubernetes clusters you own",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(versionCmd(), clusterCmd(), nodeCmd(), workspaceCmd(), loginCmd(), connectedk8sCmd(),
-		k8sExtensionCmd(), mlCmd(), agentCmd(), extensionComponentCmd())
+	root := newRoot()
 	root.SetArgs(rewriteMultiValue(args))
+	// Every command and every request runs under this context, so Ctrl-C or
+	// SIGTERM ends a CLI call as well as a server. Once the first signal has
+	// cancelled it, the default disposition comes back: a second signal ends
+	// a command that is slow to stop, as users expect of Ctrl-C twice.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
 	return 0
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:               "outpost",
+		Short:             "Machine learning on Kubernetes clusters you own",
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkRequiredNotEmpty(cmd) },
+	}
+	root.AddCommand(versionCmd(), clusterCmd(), nodeCmd(), workspaceCmd(), loginCmd(), connectedk8sCmd(),
+		k8sExtensionCmd(), mlCmd(), agentCmd(), extensionComponentCmd())
+	return root
+}
+
+// checkRequiredNotEmpty refuses an explicitly empty value (`--name ""`) for
+// a flag marked with MarkFlagRequired: cobra only checks that the flag was
+// given, and an empty name would otherwise reach the workspace as a path and
+// come back as a confusing "not found". It runs for every command from the
+// root's PersistentPreRunE, so a command needs nothing but MarkFlagRequired;
+// a command that sets its own PersistentPreRunE must call it itself.
+func checkRequiredNotEmpty(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if err != nil || !f.Changed || f.Value.Type() != "string" {
+			return
+		}
+		if req := f.Annotations[cobra.BashCompOneRequiredFlag]; len(req) == 0 || req[0] != "true" {
+			return
+		}
+		if strings.TrimSpace(f.Value.String()) == "" {
+			err = fmt.Errorf("--%s is required: it was given an empty value", f.Name)
+		}
+	})
+	return err
 }
 
 func outputFlag(cmd *cobra.Command) *string {
@@ -99,6 +134,25 @@ func clusterCmd() *cobra.Command {
 			return err
 		}
 		cfg.Dir = d
+		// A cluster that was started before keeps its addresses: flags not
+		// given take the saved values, so a plain `up` brings it back as it was.
+		saved, err := cluster.Load(d)
+		switch {
+		case errors.Is(err, cluster.ErrNoCluster):
+		case err != nil:
+			return err
+		default:
+			for flag, keep := range map[string]func(){
+				"api-port":        func() { cfg.APIPort = saved.APIPort },
+				"pod-cidr":        func() { cfg.PodCIDR = saved.PodCIDR },
+				"service-cidr":    func() { cfg.ServiceCIDR = saved.ServiceCIDR },
+				"node-port-range": func() { cfg.NodePortRange = saved.NodePortRange },
+			} {
+				if !cmd.Flags().Changed(flag) {
+					keep()
+				}
+			}
+		}
 		if cfg.Outpost, err = os.Executable(); err != nil {
 			return err
 		}
@@ -141,9 +195,9 @@ func clusterCmd() *cobra.Command {
 		return output.Print(cmd.OutOrStdout(), *out, st, func() output.Table {
 			t := output.Table{Header: []string{"COMPONENT", "STATE", "PID", "LOG"}}
 			for _, cs := range st.Components {
-				state, pid := "stopped", "-"
+				state, pid := cs.State, "-"
 				if cs.Running {
-					state, pid = "running", strconv.Itoa(cs.PID)
+					pid = strconv.Itoa(cs.PID)
 				}
 				t.Rows = append(t.Rows, []string{cs.Name, state, pid, cs.Log})
 			}
@@ -176,7 +230,17 @@ func clusterCmd() *cobra.Command {
 		_, err = cmd.OutOrStdout().Write(data)
 		return err
 	}
-	cmd.AddCommand(up, down, status, kubeconfig)
+	// supervise runs one component and restarts it when it exits; `up` starts
+	// one per component and `down` stops them.
+	supervise := &cobra.Command{Use: "supervise COMPONENT", Hidden: true, Args: cobra.ExactArgs(1)}
+	supervise.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := load()
+		if err != nil {
+			return err
+		}
+		return cluster.Supervise(cmd.Context(), c, args[0])
+	}
+	cmd.AddCommand(up, down, status, kubeconfig, supervise)
 	return cmd
 }
 

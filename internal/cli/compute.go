@@ -18,6 +18,10 @@ func computePath(rg, ws, name string) string {
 	return "/resourceGroups/" + url.PathEscape(rg) + "/workspaces/" + url.PathEscape(ws) + "/computes/" + url.PathEscape(name)
 }
 
+func computeShow(rg, ws, name string) string {
+	return "outpost ml compute show --name " + shellQuote(name) + " --workspace-name " + shellQuote(ws) + " --resource-group " + shellQuote(rg)
+}
+
 func computeTable(cs ...api.Compute) func() output.Table {
 	return func() output.Table {
 		t := output.Table{Header: []string{"NAME", "WORKSPACE", "TYPE", "STATE", "NAMESPACE", "IDENTITY", "PRINCIPAL ID", "CLUSTER", "ERRORS"}}
@@ -68,7 +72,7 @@ func mlCmd() *cobra.Command {
 		}
 		var comp api.Compute
 		if err := c.Do(cmd.Context(), "PUT", computePath(rg, ws, name), req, &comp); err != nil {
-			return err
+			return checkWith(err, computeShow(rg, ws, name))
 		}
 		for _, w := range comp.Warnings {
 			fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
@@ -120,7 +124,7 @@ func mlCmd() *cobra.Command {
 			return err
 		}
 		if err := c.Do(cmd.Context(), "DELETE", computePath(rg, ws, name), nil, nil); err != nil {
-			return err
+			return checkWith(err, computeShow(rg, ws, name))
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "detached compute %s\n", name)
 		return nil

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -68,15 +69,20 @@ func pairs(flag string, values []string) (map[string]string, error) {
 // the CLI reads and checks the files, so the cluster never needs them.
 var pemFileKeys = []string{"sslCertPemFile", "sslKeyPemFile"}
 
+// maxPEMFile bounds what the CLI reads for a PEM setting. A certificate
+// chain with its key is a few KiB; without a bound, a wrong path such as
+// /dev/zero fills memory until the machine kills something.
+const maxPEMFile = 1 << 20
+
 func readPEMFiles(settings map[string]string) error {
 	for _, k := range pemFileKeys {
 		path, ok := settings[k]
 		if !ok || strings.Contains(path, "-----BEGIN") {
 			continue
 		}
-		data, err := os.ReadFile(path)
+		data, err := readBoundedFile(path, maxPEMFile)
 		if err != nil {
-			return fmt.Errorf("%s: %w", k, err)
+			return fmt.Errorf("%s=%s: %w", k, path, err)
 		}
 		settings[k] = string(data)
 	}
@@ -87,6 +93,67 @@ func readPEMFiles(settings map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// readBoundedFile reads a regular file of at most limit bytes. Devices,
+// FIFOs and sockets are refused before anything is read from them: they may
+// never end (/dev/zero) or never start (a FIFO without a writer).
+func readBoundedFile(path string, limit int64) ([]byte, error) {
+	// O_NONBLOCK keeps the open itself from waiting for a FIFO's writer; it
+	// changes nothing for the regular files read below.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s); give the path of a PEM file", fileKind(fi.Mode()))
+	}
+	tooBig := fmt.Errorf("larger than %s, the most a PEM file may have", sizeString(limit))
+	if fi.Size() > limit {
+		return nil, tooBig
+	}
+	// The file may grow between Stat and the read: bound the read as well.
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, tooBig
+	}
+	return data, nil
+}
+
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	default:
+		return fmt.Sprintf("%d bytes", n)
+	}
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	default:
+		return "mode " + m.String()
+	}
 }
 
 func extensionTable(es ...api.Extension) func() output.Table {
@@ -113,6 +180,32 @@ func (f *extensionFlags) ids(c *cobra.Command) {
 	for _, req := range []string{"name", "resource-group", "cluster-name"} {
 		_ = c.MarkFlagRequired(req)
 	}
+}
+
+func (f *extensionFlags) showCommand() string {
+	return "outpost k8s-extension show --name " + shellQuote(f.name) + " --cluster-type " + shellQuote(f.clusterType) +
+		" --cluster-name " + shellQuote(f.cluster) + " --resource-group " + shellQuote(f.rg)
+}
+
+// checkWith tells the user, when a call that changes something may have
+// been carried out although it failed, the command that shows whether it
+// was: repeating it blindly could create twice or undo a later change.
+func checkWith(err error, show string) error {
+	var maybe *client.MaybeAppliedError
+	if errors.As(err, &maybe) {
+		return fmt.Errorf("%w; check with `%s`", err, show)
+	}
+	return err
+}
+
+// shellQuote quotes s for a command line the user may copy.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/=:", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (f *extensionFlags) settings(c *cobra.Command) {
@@ -143,7 +236,8 @@ func k8sExtensionCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "k8s-extension", Short: "Install and manage the ML extension in connected clusters"}
 
 	var cf extensionFlags
-	create := &cobra.Command{Use: "create", Short: "Install the ML extension into a connected cluster", Args: cobra.NoArgs}
+	create := &cobra.Command{Use: "create", Short: "Install the ML extension into a connected cluster", Args: cobra.NoArgs,
+		Long: "Install the ML extension into a connected cluster.\n\n" + settingsHelp()}
 	cf.ids(create)
 	cf.settings(create)
 	create.Flags().StringVar(&cf.extType, "extension-type", "", "extension type: "+"Microsoft.AzureML.Kubernetes")
@@ -165,13 +259,15 @@ func k8sExtensionCmd() *cobra.Command {
 		}
 		var e api.Extension
 		if err := ws.Do(cmd.Context(), "PUT", extensionPath(cf.rg, cf.cluster, cf.name), req, &e); err != nil {
-			return err
+			return checkWith(err, cf.showCommand())
 		}
 		return finishExtension(cmd, ws, e, cf, *createOut)
 	}
 
 	var uf extensionFlags
-	update := &cobra.Command{Use: "update", Short: "Change settings of the extension (merged into the current ones) and roll them out", Args: cobra.NoArgs}
+	update := &cobra.Command{Use: "update", Short: "Change settings of the extension (merged into the current ones) and roll them out", Args: cobra.NoArgs,
+		Long: "Change settings of the extension and roll them out. The settings given are merged into the current ones;\n" +
+			"an empty value (key=) removes a setting.\n\n" + settingsHelp()}
 	uf.ids(update)
 	uf.settings(update)
 	updateOut := outputFlag(update)
@@ -190,7 +286,7 @@ func k8sExtensionCmd() *cobra.Command {
 		}
 		var e api.Extension
 		if err := ws.Do(cmd.Context(), "PATCH", extensionPath(uf.rg, uf.cluster, uf.name), req, &e); err != nil {
-			return err
+			return checkWith(err, uf.showCommand())
 		}
 		return finishExtension(cmd, ws, e, uf, *updateOut)
 	}
@@ -226,7 +322,7 @@ func k8sExtensionCmd() *cobra.Command {
 			return err
 		}
 		if err := ws.Do(cmd.Context(), "DELETE", extensionPath(df.rg, df.cluster, df.name), nil, nil); err != nil {
-			return err
+			return checkWith(err, df.showCommand())
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "deleted extension %s; the cluster agent removes its resources from namespace %s\n", df.name, extension.Namespace)
 		return nil
@@ -264,6 +360,24 @@ func k8sExtensionCmd() *cobra.Command {
 	}
 	cmd.AddCommand(create, update, show, list, del, render)
 	return cmd
+}
+
+// settingsHelp lists the accepted settings for --help, from the same table
+// the workspace validates against, so the two cannot disagree.
+func settingsHelp() string {
+	var b strings.Builder
+	b.WriteString("Settings (--config key=value; those marked protected go with --config-protected):\n")
+	for _, k := range extension.Keys() {
+		fmt.Fprintf(&b, "  %s", k.Name)
+		if k.Default != "" {
+			fmt.Fprintf(&b, " (default %s)", k.Default)
+		}
+		if k.Protected {
+			b.WriteString(" (protected)")
+		}
+		fmt.Fprintf(&b, "\n      %s\n", k.Description)
+	}
+	return b.String()
 }
 
 // finishExtension shows warnings, waits for Installed (unless --no-wait) with

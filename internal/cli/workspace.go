@@ -35,6 +35,7 @@ func workspaceCmd() *cobra.Command {
 	serve.Flags().StringVar(&opts.Addr, "addr", "127.0.0.1:8443", "address to listen on")
 	serve.Flags().StringVar(&opts.DataDir, "data-dir", defaultWorkspaceDir(), "state: database, admin token, TLS files ($OUTPOST_WORKSPACE_DIR)")
 	serve.Flags().DurationVar(&opts.Heartbeat, "heartbeat", 10*time.Second, "how often agents report; a cluster is Offline after two missed reports")
+	serve.Flags().StringVar(&opts.SecretsKeyFile, "secrets-key-file", "", "key that encrypts protected settings at rest, made on first start (default <data-dir>/secrets.key); keep it apart from the database and back it up: without it protected settings cannot be read")
 	serve.RunE = func(cmd *cobra.Command, _ []string) error {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 		fmt.Fprintf(cmd.ErrOrStderr(), "admin token: %s (log in with `outpost login --url https://%s --token $(cat %s) --ca-file %s`)\n",

@@ -12,11 +12,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/atomicfile"
 )
 
 // Config is a stored login.
@@ -69,7 +72,9 @@ func Load() (Config, error) {
 	return c, nil
 }
 
-// Save stores the login, readable by its owner only: it holds a token.
+// Save stores the login, readable by its owner only: it holds a token. The
+// file is replaced whole (a new file, so a config left readable by others
+// does not pass its mode on), and a crash leaves the old login or the new.
 func (c Config) Save() error {
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -78,7 +83,10 @@ func (c Config) Save() error {
 	if err := os.MkdirAll(filepath.Dir(ConfigPath()), 0o700); err != nil {
 		return err
 	}
-	return os.WriteFile(ConfigPath(), data, 0o600)
+	if err := atomicfile.Write(ConfigPath(), data, 0o600); err != nil {
+		return fmt.Errorf("storing the login: %w", err)
+	}
+	return nil
 }
 
 // Client calls a workspace.
@@ -100,6 +108,11 @@ func New(cfg Config) (*Client, error) {
 	return &Client{cfg: cfg, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}, nil
 }
 
+// CloseIdleConnections closes the connections no call uses now. A
+// workspace that shuts down waits up to 5 s for a connection that was
+// opened but never sent a request, which concurrent calls can leave behind.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // Config returns the login the client uses.
 func (c *Client) Config() Config { return c.cfg }
 
@@ -110,6 +123,27 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string { return e.Body.Message }
+
+// MaybeAppliedError is a call that changes something and failed after the
+// request was sent: the connection broke or the caller gave up before an
+// answer came. The workspace may have carried it out, so it must not be
+// repeated blindly: the caller should look at the resource first.
+type MaybeAppliedError struct {
+	Method, Path, URL string
+	Err               error
+}
+
+func (e *MaybeAppliedError) Error() string {
+	return fmt.Sprintf("workspace %s: %s %s: %v; the request may have been applied", e.URL, e.Method, e.Path, e.Err)
+}
+
+func (e *MaybeAppliedError) Unwrap() error { return e.Err }
+
+// safeMethod tells the methods that change nothing, which any failure
+// leaves as they were.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 // IsNotFound tells a 404.
 func IsNotFound(err error) bool {
@@ -136,8 +170,17 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	// Whether the request left this machine tells a failed call that the
+	// workspace cannot have seen from one it may have carried out.
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	}))
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if wrote.Load() && !safeMethod(method) {
+			return &MaybeAppliedError{Method: method, Path: path, URL: c.cfg.URL, Err: err}
+		}
 		return fmt.Errorf("workspace %s: %w", c.cfg.URL, err)
 	}
 	defer resp.Body.Close()

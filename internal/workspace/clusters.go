@@ -1,9 +1,11 @@
 package workspace
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -22,7 +24,14 @@ const (
 // clusterSpec is what the workspace stores for a connected cluster.
 type clusterSpec struct {
 	Proxy string `json:"proxy,omitempty"`
+	// ClusterIdentity is the UID of the cluster's kube-system namespace, as
+	// `connectedk8s connect` reads it: the workspace registers a cluster
+	// under one name only.
+	ClusterIdentity string `json:"clusterIdentity,omitempty"`
 }
+
+// A Kubernetes UID is a UUID; anything UUID-like and short is accepted.
+var identityPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 // clusterStatus is what agents reported, kept across restarts.
 type clusterStatus struct {
@@ -45,19 +54,6 @@ func clusterID(rg, name string) string {
 	return "/resourceGroups/" + rg + "/connectedClusters/" + name
 }
 
-// Names follow Azure's rules for resource groups and clusters, close enough:
-// letters, digits, '-', '_', '.', 1-90 characters, no trailing '.'.
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,88}[A-Za-z0-9_-]?$`)
-
-func checkNames(pairs ...string) error {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if !namePattern.MatchString(pairs[i+1]) {
-			return fmt.Errorf("%s %q: use 1-90 letters, digits, '-', '_' or '.', starting with a letter or digit", pairs[i], pairs[i+1])
-		}
-	}
-	return nil
-}
-
 func newToken() string {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -72,7 +68,7 @@ func (s *Server) clusterView(o store.Object) api.ConnectedCluster {
 	_ = json.Unmarshal(o.Spec, &spec)
 	_ = json.Unmarshal(o.Status, &st)
 	c := api.ConnectedCluster{ID: clusterID(o.Group, o.Name), Name: o.Name, ResourceGroup: o.Group,
-		Facts: st.Facts, Proxy: spec.Proxy, Created: o.Created, ProvisioningState: api.StateSucceeded}
+		Facts: st.Facts, Proxy: spec.Proxy, ClusterIdentity: spec.ClusterIdentity, Created: o.Created, ProvisioningState: api.StateSucceeded}
 	s.mu.Lock()
 	seen, ok := s.lastSeen[c.ID]
 	s.mu.Unlock()
@@ -110,11 +106,23 @@ func (s *Server) connected(rg, name string) bool {
 }
 
 // registerCluster creates the cluster record and its agent token, which is
-// returned once and stored only as a hash.
+// returned once and stored only as a hash. A cluster already registered
+// under another name (by its identity) is refused, unless ?force=true, which
+// deletes the other registrations of that cluster first: their extensions
+// and agent token go with them, so that nothing of them pretends to run.
 func (s *Server) registerCluster(w http.ResponseWriter, r *http.Request) {
 	rg, name := r.PathValue("rg"), r.PathValue("cluster")
 	if err := checkNames("resource group", rg, "cluster name", name); err != nil {
 		writeError(w, http.StatusBadRequest, "InvalidName", err.Error())
+		return
+	}
+	var force bool
+	switch v := r.URL.Query().Get("force"); v {
+	case "", "false":
+	case "true":
+		force = true
+	default:
+		writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("force=%q: use true or false", v))
 		return
 	}
 	var spec clusterSpec
@@ -122,9 +130,65 @@ func (s *Server) registerCluster(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
+	if spec.ClusterIdentity != "" && !identityPattern.MatchString(spec.ClusterIdentity) {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("clusterIdentity %q: want the UID of the cluster's kube-system namespace (letters, digits and '-', at most 64)", spec.ClusterIdentity))
+		return
+	}
+	// One registration at a time: two connects of one cluster under two
+	// names must not both pass the identity check.
+	s.registerMu.Lock()
+	defer s.registerMu.Unlock()
+	same, err := s.clustersWithIdentity(r, spec.ClusterIdentity)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	if len(same) > 0 && !force {
+		o := same[0]
+		writeError(w, http.StatusConflict, "ClusterAlreadyConnected", fmt.Sprintf(
+			"this cluster (kube-system namespace UID %s) is already connected as %s/%s: delete that registration first (outpost connectedk8s delete --name %s --resource-group %s), or connect with --force to replace it",
+			spec.ClusterIdentity, o.Group, o.Name, o.Name, o.Group))
+		return
+	}
+	replacesItself := false
+	for _, o := range same {
+		replacesItself = replacesItself || (o.Group == rg && o.Name == name)
+	}
+	if !replacesItself {
+		// Checked before anything is deleted: --force takes over a cluster's
+		// registrations, never another cluster's name.
+		if _, err := s.store.Get(r.Context(), clusterKey(rg, name)); err == nil {
+			writeError(w, http.StatusConflict, "Conflict", "connected cluster "+rg+"/"+name+" already exists (another cluster has this name)")
+			return
+		} else if !errors.Is(err, store.ErrNotFound) {
+			storeError(w, err, "connected cluster "+rg+"/"+name)
+			return
+		}
+	}
+	var replaced []string
+	for _, o := range same {
+		if err := s.forgetCluster(r.Context(), o.Group, o.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+			storeError(w, err, "connected cluster "+o.Group+"/"+o.Name)
+			return
+		}
+		s.log.Info("registration replaced by a forced connect", "old", clusterID(o.Group, o.Name), "new", clusterID(rg, name))
+		replaced = append(replaced, clusterID(o.Group, o.Name))
+	}
 	tok := newToken()
-	prot, _ := json.Marshal(clusterSecrets{TokenSHA256: hashToken(tok)})
-	body, _ := json.Marshal(spec)
+	prot, err := json.Marshal(clusterSecrets{TokenSHA256: hashToken(tok)})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	if prot, err = s.sealProtected(clusterKey(rg, name), prot); err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	body, err := json.Marshal(spec)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
 	o, err := s.store.Create(r.Context(), clusterKey(rg, name), body, prot)
 	if err != nil {
 		storeError(w, err, "connected cluster "+rg+"/"+name)
@@ -132,7 +196,32 @@ func (s *Server) registerCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.clusterView(o)
 	c.AgentToken = tok
+	c.Replaced = replaced
 	writeJSON(w, http.StatusCreated, c)
+}
+
+// clustersWithIdentity lists the registrations of the cluster with this
+// identity (none for an empty one: registrations made without it cannot be
+// matched).
+func (s *Server) clustersWithIdentity(r *http.Request, identity string) ([]store.Object, error) {
+	if identity == "" {
+		return nil, nil
+	}
+	objs, err := s.store.List(r.Context(), kindCluster, "", "")
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Object
+	for _, o := range objs {
+		var spec clusterSpec
+		if err := json.Unmarshal(o.Spec, &spec); err != nil {
+			return nil, fmt.Errorf("stored %s: %w", o.Key, err)
+		}
+		if spec.ClusterIdentity == identity {
+			out = append(out, o)
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
@@ -159,13 +248,21 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {
 	rg, name := r.PathValue("rg"), r.PathValue("cluster")
-	if err := s.store.Delete(r.Context(), clusterKey(rg, name)); err != nil {
+	if err := s.forgetCluster(r.Context(), rg, name); err != nil {
 		storeError(w, err, "connected cluster "+rg+"/"+name)
 		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// forgetCluster deletes a registration with its extensions and agent token,
+// and wakes its agent's long poll, which is refused from then on.
+func (s *Server) forgetCluster(ctx context.Context, rg, name string) error {
+	if err := s.store.Delete(ctx, clusterKey(rg, name)); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	delete(s.lastSeen, clusterID(rg, name))
 	s.mu.Unlock()
-	s.notify(clusterID(rg, name))
-	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

@@ -1,13 +1,13 @@
 package workspace
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -25,9 +25,15 @@ type computeSpec struct {
 	Warnings        []string     `json:"warnings,omitempty"`
 }
 
+// computeStatus is the compute reconciler's verdict on one generation of
+// the spec (an attach; a new attach of a Failed compute is the next one).
 type computeStatus struct {
-	State  string `json:"state"`
-	Reason string `json:"reason,omitempty"`
+	State              string `json:"state"`
+	Reason             string `json:"reason,omitempty"`
+	ObservedGeneration int64  `json:"observedGeneration,omitempty"`
+	// Since is when the reconciler first saw this generation: the grace
+	// for fresh facts about the cluster counts from it.
+	Since *time.Time `json:"since,omitempty"`
 }
 
 func computeKey(rg, ws, name string) store.Key {
@@ -53,11 +59,33 @@ func ParseClusterID(id string) (rg, name string, err error) {
 	return rg, name, nil
 }
 
-func (s *Server) computeView(o store.Object) api.Compute {
+// readCompute decodes a stored compute. Its status is that of its current
+// generation only: a status left from an earlier attach does not count.
+func readCompute(o store.Object) (computeSpec, computeStatus, error) {
 	var spec computeSpec
 	var st computeStatus
-	_ = json.Unmarshal(o.Spec, &spec)
-	_ = json.Unmarshal(o.Status, &st)
+	if err := json.Unmarshal(o.Spec, &spec); err != nil {
+		return spec, st, fmt.Errorf("stored %s: %w", o.Key, err)
+	}
+	if len(o.Status) > 0 {
+		if err := json.Unmarshal(o.Status, &st); err != nil {
+			return spec, st, fmt.Errorf("stored status of %s: %w", o.Key, err)
+		}
+	}
+	if st.ObservedGeneration == 0 && st.State != "" {
+		st.ObservedGeneration = 1 // written before generations were observed, when there was only the first
+	}
+	if st.ObservedGeneration != o.Generation {
+		st = computeStatus{}
+	}
+	return spec, st, nil
+}
+
+func (s *Server) computeView(o store.Object) api.Compute {
+	spec, st, err := readCompute(o)
+	if err != nil {
+		st = computeStatus{State: api.StateFailed, Reason: err.Error()}
+	}
 	c := api.Compute{ID: "/resourceGroups/" + o.Group + "/" + o.Parent + "/computes/" + o.Name, Name: o.Name, ResourceGroup: o.Group,
 		Workspace: strings.TrimPrefix(o.Parent, "workspaces/"), Type: "Kubernetes", ResourceID: spec.ResourceID,
 		Namespace: spec.Namespace, Identity: spec.Identity, ProvisioningState: st.State, Warnings: spec.Warnings}
@@ -92,22 +120,28 @@ func (s *Server) attachCompute(w http.ResponseWriter, r *http.Request) {
 		sum := sha256.Sum256([]byte(rg + "/" + ws + "/" + name + "/" + spec.ResourceID))
 		spec.Identity.PrincipalID = fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
 	}
-	body, _ := json.Marshal(spec)
-	k := computeKey(rg, ws, name)
-	if _, err := s.store.Create(r.Context(), k, body, nil); err != nil {
-		storeError(w, err, "compute "+name)
+	body, err := json.Marshal(spec)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
 		return
 	}
-	if spec.CreateNamespace {
-		s.notify(clusterID(spec.ClusterGroup, spec.Cluster))
+	// The compute reconciler decides the state; the answer says Creating.
+	k := computeKey(rg, ws, name)
+	code := http.StatusCreated
+	o, err := s.store.Create(r.Context(), k, body, nil)
+	if errors.Is(err, store.ErrExists) {
+		// A Failed attach may be tried again: the new attach replaces it.
+		cur, gerr := s.store.Get(r.Context(), k)
+		if gerr == nil && s.computeView(cur).ProvisioningState == api.StateFailed {
+			code = http.StatusOK
+			o, err = s.store.UpdateSpec(r.Context(), k, body, nil, cur.Generation)
+		}
 	}
-	s.reconcileComputes(r.Context(), spec.ClusterGroup, spec.Cluster)
-	o, err := s.store.Get(r.Context(), k)
 	if err != nil {
 		storeError(w, err, "compute "+name)
 		return
 	}
-	writeJSON(w, http.StatusCreated, s.computeView(o))
+	writeJSON(w, code, s.computeView(o))
 }
 
 func computeSpecFor(req api.ComputeRequest) (computeSpec, error) {
@@ -154,64 +188,6 @@ func computeSpecFor(req api.ComputeRequest) (computeSpec, error) {
 	return spec, nil
 }
 
-// reconcileComputes moves the cluster's computes that are still Creating to
-// Succeeded or Failed, from what the workspace knows of the cluster now.
-func (s *Server) reconcileComputes(ctx context.Context, rg, cluster string) {
-	computes, err := s.store.List(ctx, kindCompute, "", "*")
-	if err != nil {
-		return
-	}
-	for _, o := range computes {
-		var spec computeSpec
-		var st computeStatus
-		_ = json.Unmarshal(o.Spec, &spec)
-		_ = json.Unmarshal(o.Status, &st)
-		if spec.ClusterGroup != rg || spec.Cluster != cluster || (st.State != "" && st.State != api.StateCreating) {
-			continue
-		}
-		next := s.attachState(ctx, spec)
-		if next == st {
-			continue
-		}
-		body, _ := json.Marshal(next)
-		_, _ = s.store.UpdateStatus(ctx, o.Key, body)
-	}
-}
-
-func (s *Server) attachState(ctx context.Context, spec computeSpec) computeStatus {
-	fail := func(format string, args ...any) computeStatus {
-		return computeStatus{State: api.StateFailed, Reason: fmt.Sprintf(format, args...)}
-	}
-	co, err := s.store.Get(ctx, clusterKey(spec.ClusterGroup, spec.Cluster))
-	if err != nil {
-		return fail("connected cluster %s/%s not found: connect it with `outpost connectedk8s connect` first", spec.ClusterGroup, spec.Cluster)
-	}
-	view := s.clusterView(co)
-	if view.ConnectivityStatus != api.Connected {
-		return fail("cluster %s is not connected (connectivityStatus %s): check its agent (kubectl -n azure-arc get pods)", spec.Cluster, view.ConnectivityStatus)
-	}
-	exts, _ := s.store.List(ctx, kindExtension, spec.ClusterGroup, kindCluster+"/"+spec.Cluster)
-	if len(exts) == 0 {
-		return fail("cluster %s has no ML extension: install it with `outpost k8s-extension create --extension-type %s --cluster-name %s ...`", spec.Cluster, MLExtensionType, spec.Cluster)
-	}
-	ext := s.extensionView(exts[0])
-	switch ext.InstallState {
-	case api.InstallFailed:
-		return fail("the ML extension %s of cluster %s is Failed: %s", ext.Name, spec.Cluster, ext.Message)
-	case api.InstallPending:
-		return computeStatus{State: api.StateCreating, Reason: ""}
-	}
-	var st clusterStatus
-	_ = json.Unmarshal(co.Status, &st)
-	if !slices.Contains(st.Namespaces, spec.Namespace) {
-		if spec.CreateNamespace {
-			return computeStatus{State: api.StateCreating}
-		}
-		return fail("namespace %q does not exist in cluster %s: create it (kubectl create namespace %s) or attach with --create-namespace", spec.Namespace, spec.Cluster, spec.Namespace)
-	}
-	return computeStatus{State: api.StateSucceeded}
-}
-
 func (s *Server) getCompute(w http.ResponseWriter, r *http.Request) {
 	o, err := s.store.Get(r.Context(), computeKey(r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name")))
 	if err != nil {
@@ -236,16 +212,10 @@ func (s *Server) listComputes(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) detachCompute(w http.ResponseWriter, r *http.Request) {
 	k := computeKey(r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name"))
-	o, err := s.store.Get(r.Context(), k)
-	if err == nil {
-		err = s.store.Delete(r.Context(), k)
-	}
-	if err != nil {
+	// The store keeps a tombstone, which tells the cluster's agent.
+	if err := s.store.Delete(r.Context(), k); err != nil {
 		storeError(w, err, "compute "+r.PathValue("name"))
 		return
 	}
-	var spec computeSpec
-	_ = json.Unmarshal(o.Spec, &spec)
-	s.notify(clusterID(spec.ClusterGroup, spec.Cluster))
 	w.WriteHeader(http.StatusNoContent)
 }

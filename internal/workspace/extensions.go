@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,10 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/extension"
@@ -97,16 +102,19 @@ func validateExtension(req *api.ExtensionRequest) (extension.Settings, error) {
 	return extension.Parse(req.ConfigurationSettings, req.ConfigurationProtectedSettings)
 }
 
-func (s *Server) storeExtensionSpec(req api.ExtensionRequest, set extension.Settings) (json.RawMessage, []byte) {
+// storeExtensionSpec returns what the store keeps of the extension k: its
+// spec, and its protected settings sealed (sealProtected).
+func (s *Server) storeExtensionSpec(k store.Key, req api.ExtensionRequest, set extension.Settings) (json.RawMessage, []byte, error) {
 	keys := make([]string, 0, len(req.ConfigurationProtectedSettings))
 	for k := range req.ConfigurationProtectedSettings {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	spec, _ := json.Marshal(extensionSpec{ExtensionType: req.ExtensionType, ClusterType: req.ClusterType, Scope: req.Scope,
-		Settings: req.ConfigurationSettings, ProtectedKeys: keys, Warnings: set.Warnings})
+		Settings: req.ConfigurationSettings, ProtectedKeys: keys, Warnings: append(set.Warnings, extension.Unsupported(set)...)})
 	prot, _ := json.Marshal(req.ConfigurationProtectedSettings)
-	return spec, prot
+	sealed, err := s.sealProtected(k, prot)
+	return spec, sealed, err
 }
 
 func (s *Server) createExtension(w http.ResponseWriter, r *http.Request) {
@@ -140,18 +148,26 @@ func (s *Server) createExtension(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	spec, prot := s.storeExtensionSpec(req, set)
+	spec, prot, err := s.storeExtensionSpec(extensionKey(rg, cluster, name), req, set)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
 	o, err := s.store.Create(r.Context(), extensionKey(rg, cluster, name), spec, prot)
 	if err != nil {
 		storeError(w, err, "extension "+name)
 		return
 	}
-	s.notify(clusterID(rg, cluster))
 	writeJSON(w, http.StatusCreated, s.extensionView(o))
 }
 
 // updateExtension merges the given settings into the stored ones, as
 // `k8s-extension update --config` does; an empty value removes a key.
+//
+// The merge is redone when the extension changed between read and write:
+// updates of different keys are not in conflict, so concurrent callers all
+// succeed, each one's keys merged into what the others wrote, and every
+// merged result is validated again before it is stored.
 func (s *Server) updateExtension(w http.ResponseWriter, r *http.Request) {
 	rg, cluster, name := r.PathValue("rg"), r.PathValue("cluster"), r.PathValue("name")
 	k := extensionKey(rg, cluster, name)
@@ -160,16 +176,54 @@ func (s *Server) updateExtension(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
-	o, err := s.store.Get(r.Context(), k)
-	if err != nil {
-		storeError(w, err, "extension "+name)
+	for _, dup := range intersect(patch.ConfigurationSettings, patch.ConfigurationProtectedSettings) {
+		writeError(w, http.StatusBadRequest, "InvalidConfiguration", fmt.Sprintf("%s is given both as a setting and as a protected setting; give it once", dup))
 		return
 	}
+	var o store.Object
+	var invalid error
+	err := retry.OnError(mergeRetry, func(err error) bool { return errors.Is(err, store.ErrConflict) }, func() error {
+		var err error
+		o, invalid, err = s.mergeExtension(r.Context(), k, patch)
+		return err
+	})
+	switch {
+	case err != nil:
+		storeError(w, err, "extension "+name)
+		return
+	case invalid != nil:
+		writeError(w, http.StatusBadRequest, "InvalidConfiguration", invalid.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, s.extensionView(o))
+}
+
+// mergeRetry bounds the re-merges of one update. Each conflict means another
+// update was stored, so n concurrent updates need at most n tries; the
+// jittered, growing waits keep the losers from colliding again in step.
+var mergeRetry = wait.Backoff{Steps: 50, Duration: 2 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 100 * time.Millisecond}
+
+// mergeExtension does one read, merge, validate and conditional write of an
+// update. invalid is the reason a merged result is refused; err is a store
+// failure (store.ErrConflict when the extension changed since the read).
+func (s *Server) mergeExtension(ctx context.Context, k store.Key, patch api.ExtensionRequest) (o store.Object, invalid, err error) {
+	o, err = s.store.Get(ctx, k)
+	if err != nil {
+		return o, nil, err
+	}
 	var spec extensionSpec
-	_ = json.Unmarshal(o.Spec, &spec)
+	if err := json.Unmarshal(o.Spec, &spec); err != nil {
+		return o, nil, fmt.Errorf("stored extension %s: %w", k.Name, err)
+	}
 	prot := map[string]string{}
-	if data, err := s.protectedData(r.Context(), k); err == nil && data != nil {
-		_ = json.Unmarshal(data, &prot)
+	data, err := s.protectedData(ctx, k)
+	if err != nil {
+		return o, nil, fmt.Errorf("protected settings of extension %s: %w", k.Name, err)
+	}
+	if data != nil {
+		if err := json.Unmarshal(data, &prot); err != nil {
+			return o, nil, fmt.Errorf("protected settings of extension %s: %w", k.Name, err)
+		}
 	}
 	req := api.ExtensionRequest{ExtensionType: spec.ExtensionType, ClusterType: spec.ClusterType, Scope: spec.Scope,
 		ConfigurationSettings: maps.Clone(spec.Settings), ConfigurationProtectedSettings: prot}
@@ -188,23 +242,16 @@ func (s *Server) updateExtension(w http.ResponseWriter, r *http.Request) {
 	}
 	merge(req.ConfigurationSettings, patch.ConfigurationSettings, req.ConfigurationProtectedSettings)
 	merge(req.ConfigurationProtectedSettings, patch.ConfigurationProtectedSettings, req.ConfigurationSettings)
-	for _, dup := range intersect(patch.ConfigurationSettings, patch.ConfigurationProtectedSettings) {
-		writeError(w, http.StatusBadRequest, "InvalidConfiguration", fmt.Sprintf("%s is given both as a setting and as a protected setting; give it once", dup))
-		return
-	}
 	set, err := validateExtension(&req)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "InvalidConfiguration", err.Error())
-		return
+		return o, err, nil
 	}
-	body, protData := s.storeExtensionSpec(req, set)
-	o, err = s.store.UpdateSpec(r.Context(), k, body, protData, o.Generation)
+	body, protData, err := s.storeExtensionSpec(k, req, set)
 	if err != nil {
-		storeError(w, err, "extension "+name)
-		return
+		return o, nil, err
 	}
-	s.notify(clusterID(rg, cluster))
-	writeJSON(w, http.StatusOK, s.extensionView(o))
+	o, err = s.store.UpdateSpec(ctx, k, body, protData, o.Generation)
+	return o, nil, err
 }
 
 func intersect(a, b map[string]string) []string {
@@ -248,6 +295,5 @@ func (s *Server) deleteExtension(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "extension "+name)
 		return
 	}
-	s.notify(clusterID(rg, cluster))
 	w.WriteHeader(http.StatusNoContent)
 }

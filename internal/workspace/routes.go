@@ -49,7 +49,7 @@ var routes = []route{
 	{method: "GET", path: computePath, summary: "Show a compute", response: api.Compute{}, handle: (*Server).getCompute},
 	{method: "DELETE", path: computePath, summary: "Detach a compute", handle: (*Server).detachCompute},
 
-	{method: "GET", path: agentPath + "/desired", summary: "Agent: the cluster's desired state (long poll with If-None-Match)", agent: true, response: api.DesiredState{}, handle: (*Server).agentDesired},
+	{method: "GET", path: agentPath + "/sync", summary: "Agent: what changed in the cluster's desired state since revision ?since= (long poll; 0 or none: everything)", agent: true, response: api.SyncResponse{}, handle: (*Server).agentSync},
 	{method: "POST", path: agentPath + "/report", summary: "Agent: heartbeat with cluster facts and extension states", agent: true, request: api.AgentReport{}, handle: (*Server).agentReport},
 }
 

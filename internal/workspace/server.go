@@ -4,6 +4,7 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,17 +13,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/atomicfile"
 	"outpost.dev/outpost/internal/pki"
+	"outpost.dev/outpost/internal/seal"
 	"outpost.dev/outpost/internal/store"
 )
 
@@ -36,6 +41,15 @@ type Options struct {
 	Logger    *slog.Logger
 	// Ready, when set, receives the address once the server listens.
 	Ready chan<- string
+	// SecretsKeyFile holds the key that encrypts protected settings at rest
+	// (default <data-dir>/secrets.key, made on first start). Keep it apart
+	// from the database (another disk, a secret store's mount) so that a copy
+	// of the database alone reveals nothing protected.
+	SecretsKeyFile string
+	// BodyTimeout bounds how long a client may take to send a request body
+	// (default 30s); IdleTimeout how long a kept-alive connection may wait
+	// for its next request (default 2m).
+	BodyTimeout, IdleTimeout time.Duration
 }
 
 // Server is a running workspace.
@@ -44,10 +58,17 @@ type Server struct {
 	store *store.Store
 	log   *slog.Logger
 	admin []byte
+	// secrets seals protected data at rest (see sealProtected).
+	secrets *seal.Key
+
+	// registerMu makes a registration's identity check and creation one step.
+	registerMu sync.Mutex
 
 	mu       sync.Mutex
-	lastSeen map[string]time.Time     // cluster id -> last report; in memory: a restart waits for the next report
-	waiters  map[string]chan struct{} // cluster id -> closed when its desired state may have changed
+	lastSeen map[string]time.Time // cluster id -> last report; in memory: a restart waits for the next report
+
+	// computes decides compute states (computereconciler.go).
+	computes *computeReconciler
 }
 
 // Files in the data directory.
@@ -71,8 +92,20 @@ func Serve(ctx context.Context, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 2 * time.Minute
+	}
+	if opts.SecretsKeyFile == "" {
+		opts.SecretsKeyFile = filepath.Join(opts.DataDir, secretsKeyFile)
+	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := restrictDataDir(opts.DataDir); err != nil {
+		return err
 	}
 	admin, err := adminToken(opts.DataDir)
 	if err != nil {
@@ -88,13 +121,30 @@ func Serve(ctx context.Context, opts Options) error {
 	}
 	defer st.Close()
 	s := &Server{opts: opts, store: st, log: opts.Logger, admin: []byte(admin),
-		lastSeen: map[string]time.Time{}, waiters: map[string]chan struct{}{}}
+		lastSeen: map[string]time.Time{}}
+	// Before anything that may read protected data starts.
+	if s.secrets, err = s.openSecrets(ctx); err != nil {
+		return err
+	}
+	st.SetTargets(syncTarget)
+	s.computes = newComputeReconciler(s)
+	// The controllers stop before the store closes (defers run last first).
+	bg, stopBG := context.WithCancel(ctx)
+	var controllers sync.WaitGroup
+	defer func() { stopBG(); controllers.Wait() }()
+	controllers.Add(2)
+	go func() { defer controllers.Done(); s.computes.run(bg) }()
+	go func() { defer controllers.Done(); s.compactTombstones(bg) }()
 
 	l, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", opts.Addr, err)
 	}
-	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second,
+	// No ReadTimeout or WriteTimeout: they would end the agents' long polls
+	// (up to 25 s). Bodies get a deadline of their own (bodyDeadline), a
+	// client gets ReadHeaderTimeout to send its headers, and an idle
+	// connection is closed after IdleTimeout.
+	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: opts.IdleTimeout,
 		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
@@ -113,22 +163,50 @@ func Serve(ctx context.Context, opts Options) error {
 	return srv.Shutdown(shutdown)
 }
 
+// minTokenLen is the shortest admin token accepted: 32 characters (the
+// token made on first start is 64 hex digits, 256 bits).
+const minTokenLen = 32
+
 // adminToken reads the admin token, creating it on first start. It is never
-// logged: the user reads it from the file.
+// logged: the user reads it from the file. A token too short to resist
+// guessing (an empty file above all, which would match an empty header) is
+// refused, so that the server never runs without authentication.
 func adminToken(dir string) (string, error) {
 	file := filepath.Join(dir, adminTokenFile)
 	data, err := os.ReadFile(file)
-	if err == nil {
-		return strings.TrimSpace(string(data)), nil
+	if errors.Is(err, os.ErrNotExist) {
+		tok := newToken()
+		err = atomicfile.Create(file, []byte(tok+"\n"), 0o600)
+		if err == nil {
+			return tok, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("admin token: %w", err)
+		}
+		// Another start made it meanwhile: use that one.
+		data, err = os.ReadFile(file)
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", err
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
 	}
-	tok := newToken()
-	if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
-		return "", err
+	tok := strings.TrimSpace(string(data))
+	if err := checkAdminToken(tok); err != nil {
+		return "", fmt.Errorf("admin token in %s %w; delete the file to have a new token made on the next start, or write one of at least %d characters (e.g. `openssl rand -hex 32`)", file, err, minTokenLen)
 	}
 	return tok, nil
+}
+
+// checkAdminToken says what is wrong with a token, without showing it.
+func checkAdminToken(tok string) error {
+	switch {
+	case tok == "":
+		return errors.New("is empty")
+	case len(tok) < minTokenLen:
+		return fmt.Errorf("has %d characters, fewer than %d", len(tok), minTokenLen)
+	case strings.IndexFunc(tok, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0:
+		return errors.New("holds spaces or characters that are not printable ASCII")
+	}
+	return nil
 }
 
 // serverCert loads or makes the workspace's CA and serving certificate. The
@@ -165,49 +243,176 @@ func serverCert(dir, addr string) (tls.Certificate, error) {
 // protectedData reads a resource's protected data (nil when it has none).
 // Every reader of protected data goes through here, and every writer passes
 // its data through sealProtected first, so that how protected data is kept
-// at rest is decided in one place.
+// at rest is decided in one place: sealed with AES-256-GCM under the secrets
+// key, bound to the resource's key.
 func (s *Server) protectedData(ctx context.Context, k store.Key) ([]byte, error) {
-	return s.store.Protected(ctx, k)
+	data, err := s.store.Protected(ctx, k)
+	if err != nil || data == nil {
+		return nil, err
+	}
+	if s.secrets == nil {
+		return nil, errors.New("protected data: no secrets key loaded")
+	}
+	// Plain rows of older versions were sealed at start (openSecrets): one
+	// that is not sealed now was not written by this server, and is refused.
+	plain, err := s.secrets.Open(data, protectedAD(k))
+	if err != nil {
+		return nil, fmt.Errorf("protected data of %s: %w (is --secrets-key-file %s the key this workspace's database was written with?)", k, err, s.opts.SecretsKeyFile)
+	}
+	return plain, nil
 }
 
-// sealProtected turns protected data into what the store keeps (nil stays nil).
-func (s *Server) sealProtected(data []byte) ([]byte, error) { return data, nil }
+// sealProtected turns the protected data of the resource k into what the
+// store keeps (nil stays nil).
+func (s *Server) sealProtected(k store.Key, data []byte) ([]byte, error) {
+	if data == nil {
+		return nil, nil
+	}
+	if s.secrets == nil {
+		return nil, errors.New("protected data: no secrets key loaded")
+	}
+	return s.secrets.Seal(data, protectedAD(k))
+}
+
+// protectedAD binds sealed data to its resource: a sealed value copied onto
+// another resource's row fails to open. Quoting keeps the fields apart.
+func protectedAD(k store.Key) []byte {
+	return []byte("outpost protected data " + strconv.Quote(k.Kind) + " " + strconv.Quote(k.Group) + " " +
+		strconv.Quote(k.Parent) + " " + strconv.Quote(k.Name))
+}
 
 func hashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])
 }
 
+// maxBody bounds a request body; the largest, an extension's protected
+// settings with PEM files, stays far below it.
+const maxBody = 4 << 20
+
+// routes builds the router. Every route checks the names in its path first,
+// then authenticates, and only then reads the request body: a client
+// without a token never gets its body read.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range routes {
-		h := r.handler(s)
-		if r.agent {
-			mux.Handle(r.method+" "+r.path, s.agentAuth(h))
-		} else if r.public {
-			mux.Handle(r.method+" "+r.path, h)
-		} else {
-			mux.Handle(r.method+" "+r.path, s.adminAuth(h))
+		h := s.readBody(r.handler(s))
+		switch {
+		case r.agent:
+			h = s.agentAuth(h)
+		case r.public:
+		default:
+			h = s.adminAuth(h)
 		}
+		mux.Handle(r.method+" "+r.path, s.checkPath(pathParams(r.path), h))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no such resource: %s %s (the API is described at /openapi.json)", r.Method, r.URL.Path))
+		s.refuse(w, r, http.StatusNotFound, "NotFound", fmt.Sprintf("no such resource: %s %s (the API is described at /openapi.json)", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.bodyDeadline(mux)
 }
 
-func bearer(r *http.Request) string {
-	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return strings.TrimSpace(tok)
+// hasBody tells whether a request comes with a body still to read.
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 }
+
+// bodyDeadline gives every request with a body BodyTimeout to send it,
+// whoever reads it: a handler, or the server discarding what a handler left
+// so as to reuse the connection. A client that announces a body and sends
+// nothing is cut off then. Requests without a body (the agents' long polls)
+// get no deadline: reaching it would cancel them.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hasBody(r) {
+			err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+			if err != nil {
+				s.log.Error("request body deadline", "err", err)
+				s.refuse(w, r, http.StatusInternalServerError, "InternalError", "cannot bound the time to read the request body")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads an authenticated request's body whole (at most maxBody)
+// within its deadline, then lifts the deadline, so that the handler works
+// on it for as long as it takes.
+func (s *Server) readBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hasBody(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			var ne net.Error
+			switch {
+			case errors.As(err, &tooBig):
+				s.refuse(w, r, http.StatusRequestEntityTooLarge, "RequestTooLarge", fmt.Sprintf("request body over %d bytes", maxBody))
+			case errors.As(err, &ne) && ne.Timeout():
+				s.refuse(w, r, http.StatusRequestTimeout, "RequestTimeout", fmt.Sprintf("request body not sent within %s", s.opts.BodyTimeout))
+			default:
+				s.refuse(w, r, http.StatusBadRequest, "InvalidRequest", "reading the request body: "+err.Error())
+			}
+			return
+		}
+		if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil {
+			s.log.Error("request body deadline", "err", err)
+			s.refuse(w, r, http.StatusInternalServerError, "InternalError", "cannot lift the request body deadline")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuse answers a request without reading its body, and closes the
+// connection after the answer. Left alone, the server would read what is
+// left of the body before the next request (up to 256 KiB), as slowly as
+// the client cares to send it: a read deadline already passed ends that
+// read at once.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, kind, msg string) {
+	if hasBody(r) {
+		w.Header().Set("Connection", "close")
+		// Without deadlines (ErrNotSupported: not a network connection)
+		// there is no client to wait for.
+		if err := http.NewResponseController(w).SetReadDeadline(time.Now()); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.log.Error("ending a refused request's body", "err", err)
+		}
+	}
+	writeError(w, code, kind, msg)
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header
+// (the scheme in any case, as RFC 9110 has it); ok is false for anything
+// else: no header, another scheme, a raw token, an empty token.
+func bearer(r *http.Request) (tok string, ok bool) {
+	scheme, tok, found := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+const loginHint = "log in with `outpost login --url URL --token TOKEN` (the admin token is in the workspace's data directory, file admin-token)"
 
 func (s *Server) adminAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(bearer(r)), s.admin) != 1 {
-			writeError(w, http.StatusUnauthorized, "Unauthorized", "missing or wrong token: log in with `outpost login --url URL --token TOKEN` (the admin token is in the workspace's data directory, file admin-token)")
-			return
+		tok, ok := bearer(r)
+		switch {
+		case !ok:
+			s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "missing token: send \"Authorization: Bearer <token>\"; "+loginHint)
+		// The length check keeps a server without a token (which Serve
+		// refuses to start) closed rather than open to an empty header.
+		case len(s.admin) < minTokenLen || subtle.ConstantTimeCompare([]byte(tok), s.admin) != 1:
+			s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "wrong token: "+loginHint)
+		default:
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r)
 	})
 }
 
@@ -215,13 +420,24 @@ func (s *Server) adminAuth(next http.Handler) http.Handler {
 func (s *Server) agentAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k := clusterKey(r.PathValue("rg"), r.PathValue("cluster"))
+		tok, ok := bearer(r)
+		if !ok {
+			s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "missing token: send \"Authorization: Bearer <the cluster's agent token>\"")
+			return
+		}
 		prot, err := s.protectedData(r.Context(), k)
 		var creds clusterSecrets
 		if err == nil && prot != nil {
 			err = json.Unmarshal(prot, &creds)
 		}
-		if err != nil || prot == nil || subtle.ConstantTimeCompare([]byte(hashToken(bearer(r))), []byte(creds.TokenSHA256)) != 1 {
-			writeError(w, http.StatusForbidden, "Forbidden", "this credential is not the one of cluster "+k.Group+"/"+k.Name)
+		if err != nil {
+			// The agent is refused as with a wrong token; the operator
+			// learns why from the log.
+			s.log.Error("agent credentials unreadable", "cluster", clusterID(k.Group, k.Name), "err", err)
+		}
+		if err != nil || prot == nil || creds.TokenSHA256 == "" ||
+			subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(creds.TokenSHA256)) != 1 {
+			s.refuse(w, r, http.StatusForbidden, "Forbidden", "this credential is not the one of cluster "+k.Group+"/"+k.Name)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -231,6 +447,8 @@ func (s *Server) agentAuth(next http.Handler) http.Handler {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
+	// The values are the API's own types, which always encode; an error is
+	// a client gone away, with no one left to tell.
 	_ = json.NewEncoder(w).Encode(v)
 }
 
@@ -250,34 +468,4 @@ func storeError(w http.ResponseWriter, err error, what string) {
 	default:
 		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
 	}
-}
-
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("request body: %w", err)
-	}
-	return nil
-}
-
-// notify wakes the agent of a cluster: its desired state may have changed.
-func (s *Server) notify(id string) {
-	s.mu.Lock()
-	if ch, ok := s.waiters[id]; ok {
-		close(ch)
-		delete(s.waiters, id)
-	}
-	s.mu.Unlock()
-}
-
-func (s *Server) changes(id string) <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ch, ok := s.waiters[id]
-	if !ok {
-		ch = make(chan struct{})
-		s.waiters[id] = ch
-	}
-	return ch
 }

@@ -183,11 +183,11 @@ func TestAgentProtocolAndPersistence(t *testing.T) {
 	cert, key := selfSigned(t)
 
 	// A credential of another cluster is refused.
-	if err := other.Do(ctx, "GET", "/agent/v1/resourceGroups/rg/connectedClusters/c1/desired", nil, nil); statusOf(err) != http.StatusForbidden {
+	if err := other.Do(ctx, "GET", "/agent/v1/resourceGroups/rg/connectedClusters/c1/sync", nil, nil); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("c2's token on c1: %v, want 403", err)
 	}
 	// The admin token is no agent token either.
-	if err := c.Do(ctx, "GET", "/agent/v1/resourceGroups/rg/connectedClusters/c1/desired", nil, nil); statusOf(err) != http.StatusForbidden {
+	if err := c.Do(ctx, "GET", "/agent/v1/resourceGroups/rg/connectedClusters/c1/sync", nil, nil); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("admin token on the agent API: %v, want 403", err)
 	}
 
@@ -200,14 +200,11 @@ func TestAgentProtocolAndPersistence(t *testing.T) {
 		t.Fatalf("created extension: %+v", e)
 	}
 
-	var d api.DesiredState
-	if err := agent.Do(ctx, "GET", "/agent/v1/resourceGroups/rg/connectedClusters/c1/desired", nil, &d); err != nil {
-		t.Fatal(err)
-	}
-	if len(d.Extensions) != 1 || d.Extensions[0].Protected["sslKeyPemFile"] != key || d.Extensions[0].Generation != 1 {
+	d := syncSince(t, agent, "rg", "c1", 0)
+	if len(d.Objects) != 1 || d.Objects[0].Extension == nil || d.Objects[0].Extension.Protected["sslKeyPemFile"] != key || d.Objects[0].Generation != 1 {
 		t.Fatalf("desired state: %+v", d)
 	}
-	report(t, agent, "rg", "c1", api.AgentReport{Facts: api.ClusterFacts{KubernetesVersion: "v1.34.4", TotalNodeCount: 1, Distribution: "generic"},
+	report(t, agent, "rg", "c1", api.AgentReport{Revision: d.Revision, Facts: api.ClusterFacts{KubernetesVersion: "v1.34.4", TotalNodeCount: 1, Distribution: "generic"},
 		Namespaces: []string{"default"},
 		Extensions: []api.ExtensionReport{{Name: "ml", Generation: 1, InstallState: api.InstallInstalled, Message: "1/1 components ready"}}})
 	var cc api.ConnectedCluster
@@ -227,21 +224,25 @@ func TestAgentProtocolAndPersistence(t *testing.T) {
 	// Attach: the namespace must exist; default does.
 	var comp api.Compute
 	attach := api.ComputeRequest{Type: "Kubernetes", ResourceID: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/c1"}
-	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s", attach, &comp); err != nil || comp.ProvisioningState != api.StateSucceeded || comp.Namespace != "default" || comp.Identity.PrincipalID == "" {
+	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s", attach, &comp); err != nil || comp.ProvisioningState != api.StateCreating || comp.Namespace != "default" || comp.Identity.PrincipalID == "" {
 		t.Fatalf("attach: %+v %v", comp, err)
 	}
 	attach.Namespace = "team-a"
-	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s-team", attach, &comp); err != nil || comp.ProvisioningState != api.StateFailed ||
-		!strings.Contains(strings.Join(comp.ProvisioningErrors, ""), `namespace "team-a" does not exist`) {
-		t.Fatalf("attach to a missing namespace: %+v %v", comp, err)
+	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s-team", attach, &comp); err != nil {
+		t.Fatal(err)
 	}
+	// The agent has both computes and reports facts that fresh.
+	d = syncSince(t, agent, "rg", "c1", d.Revision)
+	report(t, agent, "rg", "c1", api.AgentReport{Revision: d.Revision, Facts: api.ClusterFacts{KubernetesVersion: "v1.34.4", TotalNodeCount: 1, Distribution: "generic"}})
+	waitCompute(t, c, "rg", "ws", "k8s", api.StateSucceeded, "")
+	waitCompute(t, c, "rg", "ws", "k8s-team", api.StateFailed, `namespace "team-a" does not exist`)
 	// Cluster c2 has no extension.
 	attach = api.ComputeRequest{Type: "Kubernetes", ResourceID: "/resourceGroups/rg/connectedClusters/c2"}
 	report(t, other, "rg", "c2", api.AgentReport{Namespaces: []string{"default"}})
-	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s-2", attach, &comp); err != nil || comp.ProvisioningState != api.StateFailed ||
-		!strings.Contains(strings.Join(comp.ProvisioningErrors, ""), "has no ML extension") {
-		t.Fatalf("attach without extension: %+v %v", comp, err)
+	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s-2", attach, &comp); err != nil {
+		t.Fatal(err)
 	}
+	waitCompute(t, c, "rg", "ws", "k8s-2", api.StateFailed, "has no ML extension")
 
 	// Offline after two missed heartbeats.
 	time.Sleep(3 * time.Second)
@@ -259,61 +260,6 @@ func TestAgentProtocolAndPersistence(t *testing.T) {
 	if err := c.Do(ctx, "GET", "/resourceGroups/rg/workspaces/ws/computes/k8s", nil, &comp); err != nil || comp.ProvisioningState != api.StateSucceeded {
 		t.Fatalf("compute after restart: %+v %v", comp, err)
 	}
-}
-
-func TestDesiredLongPollWakesOnChange(t *testing.T) {
-	c, stop := start(t, t.TempDir(), time.Second)
-	defer stop()
-	ctx := context.Background()
-	agent := register(t, c, "rg", "c1")
-	first, etag := poll(t, agent, "")
-	if len(first.Extensions) != 0 {
-		t.Fatalf("first desired state: %+v", first)
-	}
-	got := make(chan time.Time, 1)
-	go func() {
-		d, _ := poll(t, agent, etag)
-		if len(d.Extensions) == 1 {
-			got <- time.Now()
-		}
-		close(got)
-	}()
-	time.Sleep(200 * time.Millisecond)
-	changed := time.Now()
-	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/connectedClusters/c1/extensions/ml", req(map[string]string{"enableTraining": "True"}, nil), nil); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case at, ok := <-got:
-		if !ok {
-			t.Fatal("the long poll returned without the new extension")
-		}
-		t.Logf("change reached the agent after %s", at.Sub(changed))
-	case <-time.After(10 * time.Second):
-		t.Fatal("the long poll did not wake on the change")
-	}
-}
-
-func poll(t *testing.T, agent *client.Client, etag string) (api.DesiredState, string) {
-	t.Helper()
-	cfg := agent.Config()
-	hreq, _ := http.NewRequest("GET", cfg.URL+"/agent/v1/resourceGroups/rg/connectedClusters/c1/desired", nil)
-	hreq.Header.Set("Authorization", "Bearer "+cfg.Token)
-	if etag != "" {
-		hreq.Header.Set("If-None-Match", etag)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(cfg.CA))
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig(pool)}}
-	resp, err := hc.Do(hreq)
-	if err != nil {
-		t.Error(err)
-		return api.DesiredState{}, ""
-	}
-	defer resp.Body.Close()
-	var d api.DesiredState
-	_ = decodeJSON(resp, &d)
-	return d, resp.Header.Get("ETag")
 }
 
 // selfSigned makes a certificate and key PEM for inference settings.

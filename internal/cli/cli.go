@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -137,8 +138,10 @@ func clusterCmd() *cobra.Command {
 		// A cluster that was started before keeps its addresses: flags not
 		// given take the saved values, so a plain `up` brings it back as it was.
 		saved, err := cluster.Load(d)
+		var unreadable *fs.PathError
 		switch {
-		case errors.Is(err, cluster.ErrNoCluster):
+		// No cluster yet, or a directory that cannot hold one: Up says why.
+		case errors.Is(err, cluster.ErrNoCluster), errors.As(err, &unreadable):
 		case err != nil:
 			return err
 		default:

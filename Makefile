@@ -7,7 +7,7 @@ KUBE_DIR := $(CURDIR)/.cache/kube
 export OUTPOST_KUBE_BIN_DIR := $(KUBE_DIR)/bin
 export OUTPOST_BIN := $(CURDIR)/bin/outpost
 
-.PHONY: build image kube deps test quickstart bench-cluster bench-relay bench-extension lint clean
+.PHONY: build image kube deps test conformance quickstart bench-cluster bench-relay bench-extension lint clean
 
 ## build: the outpost binary, into bin/outpost
 build:
@@ -32,6 +32,11 @@ deps:
 test: deps build kube
 	go vet ./...
 	go test -count=1 -timeout 30m ./...
+
+## conformance: upstream [Conformance] tests of the node's areas on a fresh local
+## cluster (about 25 minutes; not part of `make test`), per-area figures at the end
+conformance: deps build kube
+	scripts/conformance.sh
 
 ## quickstart: bring up the local cluster and run a sample workload end to end
 quickstart: deps build kube

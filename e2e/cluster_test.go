@@ -117,7 +117,11 @@ metadata: {name: hello}
 spec:
   restartPolicy: Never
   containers:
-  - {name: main, image: debian:12, command: [sh, -c, "echo hello from $POD_IP; sleep 600"]}
+  - name: main
+    image: debian:12
+    command: [sh, -c, "echo hello from $POD_IP; sleep 600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {medium: Memory, sizeLimit: 8Mi}}]
 `), 0o644)
 	kubectl("apply", "-f", manifest)
 	kubectl("wait", "--for=condition=Ready", "pod/hello", "--timeout=60s")
@@ -139,6 +143,15 @@ spec:
 	}
 	if out, _, _ := run(t, "cluster", "status", "--dir", dir, "-o", "json"); json.Unmarshal([]byte(out), &st) != nil || st.Components[0].Running || st.Components[4].Running {
 		t.Errorf("status after down: %s", out)
+	}
+	// The pod's memory-backed emptyDir is still mounted (it outlives a node
+	// restart); purge must unmount it to remove the directory.
+	out, errOut, code = run(t, "cluster", "down", "--dir", dir, "--purge")
+	if code != 0 || !strings.Contains(out, "removed "+dir) {
+		t.Fatalf("cluster down --purge: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after down --purge, %s: %v; want it gone", dir, err)
 	}
 }
 

@@ -7,6 +7,9 @@ need=()
 command -v python3 >/dev/null || need+=(python3)
 command -v kubectl >/dev/null || need+=(kubectl)
 command -v curl >/dev/null || need+=(curl)
+# busybox: the shell and applets of busybox images, and httpd for the httpd image
+# (internal/container's image shims).
+command -v busybox >/dev/null || need+=(busybox)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -3,9 +3,13 @@
 # kube-scheduler, etcd) from the upstream Go modules pinned in this folder's go.mod,
 # once: a second run with the same inputs only checks the stamp.
 #
-# One deliberate change to upstream: the validation of Endpoints and EndpointSlice
-# addresses accepts loopback addresses, because every pod of the Outpost node has
-# its own 127.x address (see README, "The local cluster"). The module is copied
+# It also builds agnhost, the upstream test program behind the node's agnhost image
+# shim (internal/container) and most upstream e2e tests.
+#
+# Two deliberate changes to upstream, both because every pod of the Outpost node has
+# its own 127.x address (see README, "The local cluster"): the validation of Endpoints
+# and EndpointSlice addresses accepts loopback addresses, and the apiserver proxies
+# (pods/proxy, and so services/proxy) to loopback pod addresses. The module is copied
 # from the module cache into the git-ignored build folder, patched there, and
 # swapped in with a `replace` in a generated go.mod (-modfile): nothing of
 # upstream is committed to this repository.
@@ -17,15 +21,15 @@ out=$(cd "$out" && pwd)
 cd "$here"
 
 version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
-stamp=$(cat go.mod go.sum build.sh cmd/etcd/main.go | sha256sum | cut -c1-16)
-bins="kube-apiserver kube-controller-manager kube-scheduler etcd"
+stamp=$(cat go.mod go.sum build.sh tools.go cmd/etcd/main.go | sha256sum | cut -c1-16)
+bins="kube-apiserver kube-controller-manager kube-scheduler etcd agnhost"
 if [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
   ok=1
   for b in $bins; do [ -x "$out/bin/$b" ] || ok=0; done
   if [ $ok = 1 ]; then echo "upstream $version binaries are up to date in $out/bin"; exit 0; fi
 fi
 
-echo "building upstream Kubernetes $version (kube-apiserver, kube-controller-manager, kube-scheduler, etcd); a cold build takes several minutes"
+echo "building upstream Kubernetes $version (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, agnhost); a cold build takes several minutes"
 go mod download k8s.io/kubernetes
 src=$out/src/kubernetes
 rm -rf "$out/src"
@@ -41,6 +45,20 @@ awk '
   inside && /^}$/ { inside=0 }
   { print }
   END { if (done != 1) { print "loopback check not found in ValidateEndpointIP" > "/dev/stderr"; exit 1 } }
+' "$file" > "$file.patched"
+mv "$file.patched" "$file"
+file=$src/pkg/registry/core/pod/strategy.go
+# Let pod ResourceLocation (pods/proxy; services/proxy picks a pod address the same way
+# through Endpoints) accept a loopback pod IP: only the IsGlobalUnicast refusal is widened,
+# every other check stays. Fail loudly if upstream moved it.
+awk '
+  /^func ResourceLocation\(/ { inside=1 }
+  inside && /^\tif ip := netutils.ParseIPSloppy\(podIP\); ip == nil \|\| !ip.IsGlobalUnicast\(\) \{$/ {
+    sub(/!ip.IsGlobalUnicast\(\)/, "!(ip.IsGlobalUnicast() || ip.IsLoopback())"); done++
+  }
+  inside && /^}$/ { inside=0 }
+  { print }
+  END { if (done != 1) { print "pod IP check not found in pod ResourceLocation" > "/dev/stderr"; exit 1 } }
 ' "$file" > "$file.patched"
 mv "$file.patched" "$file"
 mkdir -p "$out/mod"
@@ -60,6 +78,9 @@ go build -modfile "$out/mod/go.mod" -trimpath -ldflags="$ldflags" -o "$out/bin.t
   k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler \
   ./cmd/etcd
+# agnhost under its own name, as upstream's image does (its entrypoint is /agnhost).
+go build -modfile "$out/mod/go.mod" -trimpath -ldflags="-s -w" -o "$out/bin.tmp/agnhost" \
+  k8s.io/kubernetes/test/images/agnhost
 rm -rf "$out/bin"
 mv "$out/bin.tmp" "$out/bin"
 echo "$version" > "$out/version"

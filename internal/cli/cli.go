@@ -31,6 +31,13 @@ func Main(args []string) int {
 	if len(args) == 2 && args[0] == "container-init" {
 		container.Init(args[1])
 	}
+	// `outpost pause` is the pause image's program (hidden, as container-init).
+	if len(args) == 1 && args[0] == "pause" {
+		container.Pause()
+	}
+	if len(args) > 0 && args[0] == "container-exec" {
+		container.ExecMain(args[1:])
+	}
 	root := newRoot()
 	root.SetArgs(rewriteMultiValue(args))
 	// Every command and every request runs under this context, so Ctrl-C or

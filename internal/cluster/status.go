@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"outpost.dev/outpost/internal/volume"
 )
 
 // ComponentStatus is one line of `outpost cluster status`.
@@ -134,6 +137,18 @@ func Down(c *Config, purge bool, out io.Writer) error {
 		return fmt.Errorf("cluster in %s: %w", c.Dir, err)
 	}
 	if purge {
+		// A stopped node leaves its pods' memory-backed emptyDirs mounted (they
+		// outlive a node restart as disk ones do): unmount them, or removing
+		// the directory fails on a busy mount.
+		pods, err := filepath.Glob(filepath.Join(c.nodeConfig().Dir, "pods", "*"))
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if err := volume.Teardown(p); err != nil {
+				return fmt.Errorf("cluster in %s: pod volumes of %s: %w", c.Dir, p, err)
+			}
+		}
 		if err := os.RemoveAll(c.Dir); err != nil {
 			return err
 		}

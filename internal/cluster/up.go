@@ -452,6 +452,7 @@ func (c *Config) nodeConfig() node.Config {
 		ClientCA:    c.path("pki", "ca.crt"),
 		APIServer:   fmt.Sprintf("127.0.0.1:%d", c.APIPort),
 		Outpost:     c.Outpost,
+		KubeBinDir:  c.KubeBinDir,
 	}
 }
 

@@ -205,8 +205,8 @@ func TestArgv(t *testing.T) {
 		want    string
 		wantErr string
 	}{
-		{"command and args", corev1.Container{Image: "python:3.11", Command: []string{"python3", "-m", "http.server"}, Args: []string{"$(PORT)"}}, "python3 -m http.server 8000", ""},
-		{"args only", corev1.Container{Image: "python:3.11", Args: []string{"python3", "x.py"}}, "python3 x.py", ""},
+		{"command and args", corev1.Container{Image: "example.com/app:1", Command: []string{"python3", "-m", "http.server"}, Args: []string{"$(PORT)"}}, "python3 -m http.server 8000", ""},
+		{"args only", corev1.Container{Image: "example.com/app:1", Args: []string{"python3", "x.py"}}, "python3 x.py", ""},
 		{"outpost image entrypoint", corev1.Container{Image: "registry.local/outpost:v1", Args: []string{"version"}}, "/bin/outpost version", ""},
 		{"outpost image with outpost command", corev1.Container{Image: "outpost", Command: []string{"outpost", "node"}, Args: []string{"run"}}, "/bin/outpost node run", ""},
 		{"outpost image other command", corev1.Container{Image: "outpost:dev", Command: []string{"sh"}}, "sh", ""},
@@ -214,7 +214,7 @@ func TestArgv(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			argv, err := container.Argv(&tc.c, env, "/bin/outpost")
+			argv, err := container.Argv(&tc.c, env, container.Binaries{Outpost: "/bin/outpost"})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)

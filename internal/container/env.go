@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 
@@ -164,39 +163,63 @@ func Expand(s string, vars map[string]string) string {
 // whose entrypoint is the local outpost binary: outpost, outpost:TAG,
 // any/registry/outpost:TAG, with or without a digest.
 func IsOutpostImage(image string) bool {
-	name, _, _ := strings.Cut(image, "@")
-	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
-		name = name[:i]
-	}
-	return path.Base(name) == "outpost"
+	return imageName(image) == "outpost"
 }
 
-// Argv returns the command line of a container. No image is ever pulled: the
-// outpost image runs the local outpost binary; any other image runs the
-// container's command (or, with no command, its args, as for images without
-// an ENTRYPOINT) on the host.
-func Argv(c *corev1.Container, env []string, outpostBin string) ([]string, error) {
+// Argv returns the command line of a container. No image is ever pulled: an
+// image of the shim table (imageShims) runs the host program that stands for
+// it, with the image's entrypoint and default command where the container
+// gives none, as a runtime would; any other image runs the container's
+// command (or, with no command, its args, as for images without an
+// ENTRYPOINT) on the host.
+func Argv(c *corev1.Container, env []string, bins Binaries) ([]string, error) {
 	vars := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		vars[k] = v
 	}
+	// $(VAR) expands in command and args only, never in what the image declares.
+	expand := func(words []string) []string {
+		out := make([]string, len(words))
+		for i, w := range words {
+			out[i] = Expand(w, vars)
+		}
+		return out
+	}
+	command, args := expand(c.Command), expand(c.Args)
+	shim := shimFor(c.Image)
+	var entrypoint, cmd []string
+	if shim != nil {
+		if shim.entrypoint != nil && len(command) == 0 {
+			var err error
+			if entrypoint, err = shim.entrypoint(bins); err != nil {
+				return nil, fmt.Errorf("image %q: %w", c.Image, err)
+			}
+		}
+		cmd = shim.cmd
+	}
+	// Kubernetes' rule: command replaces the ENTRYPOINT and args the CMD.
 	var argv []string
 	switch {
-	case IsOutpostImage(c.Image) && (len(c.Command) == 0 || c.Command[0] == "outpost"):
-		argv = append([]string{outpostBin}, c.Args...)
-		if len(c.Command) > 0 {
-			argv = append(append([]string{outpostBin}, c.Command[1:]...), c.Args...)
-		}
-	case len(c.Command) > 0:
-		argv = append(append([]string{}, c.Command...), c.Args...)
-	case len(c.Args) > 0:
-		argv = append([]string{}, c.Args...)
+	case len(command) > 0:
+		argv = append(command, args...)
+	case len(args) > 0:
+		argv = append(entrypoint, args...)
 	default:
-		return nil, fmt.Errorf("image %q: images are not pulled on the Outpost node, so the container needs a command (or args) to run on the host; only the outpost image has a default entrypoint", c.Image)
+		argv = append(entrypoint, cmd...)
 	}
-	for i := range argv {
-		argv[i] = Expand(argv[i], vars)
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("image %q: images are not pulled on the Outpost node, so the container needs a command (or args) to run on the host; only the images of the shim table (outpost, pause, busybox, agnhost, python, httpd) have a default command", c.Image)
+	}
+	if shim != nil && shim.program != nil && (len(command) > 0 || len(entrypoint) == 0) {
+		// The first word is a program of the image: its host stand-in runs it.
+		prefix, err := shim.program(argv[0], bins)
+		if err != nil {
+			return nil, fmt.Errorf("image %q: %w", c.Image, err)
+		}
+		if prefix != nil {
+			argv = append(prefix, argv[1:]...)
+		}
 	}
 	return argv, nil
 }

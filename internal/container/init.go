@@ -34,6 +34,20 @@ type Spec struct {
 	// TerminationLog is a host file where a failure to start is written, the
 	// same file the container sees at its terminationMessagePath.
 	TerminationLog string `json:"terminationLog"`
+	// ReadOnlyRoot makes the root read-only, volumes excepted
+	// (readOnlyRootFilesystem).
+	ReadOnlyRoot bool `json:"readOnlyRoot"`
+	// Tmp, when set, is a host directory private to this container that
+	// becomes its /tmp.
+	Tmp string `json:"tmp,omitempty"`
+	// Cgroup, when set, is the pod's cgroup (v2) directory: the init starts
+	// in it, so the pod's network programs apply from its first instruction.
+	Cgroup *os.File `json:"-"`
+
+	// Ready, set by Start, says that fd 3 of the init is a pipe it closes once
+	// the container's root is assembled: commands run in the container
+	// (StartExec) wait for that.
+	Ready bool `json:"ready,omitempty"`
 
 	ours map[string]bool // container paths on a tmpfs of ours, safe to create in
 }
@@ -59,10 +73,21 @@ func Init(specFile string) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		fail("", fmt.Errorf("%s: %w", specFile, err))
 	}
+	// Read before the container's mounts hide anything: the outpost image
+	// runs this very binary, which may live where the container cannot see
+	// it (under the host's /tmp, which the container's private /tmp hides).
+	self, err := os.Executable()
+	if err != nil {
+		fail(s.TerminationLog, err)
+	}
 	if err := s.assemble(); err != nil {
 		fail(s.TerminationLog, err)
 	}
-	os.Exit(s.run())
+	if s.Ready {
+		// Also keeps the pipe from leaking into the command.
+		_ = unix.Close(readyFD)
+	}
+	os.Exit(s.run(self))
 }
 
 func fail(terminationLog string, err error) {
@@ -84,6 +109,11 @@ func (s *Spec) assemble() error {
 	if err := shadow("/", s.Root); err != nil {
 		return err
 	}
+	if s.Tmp != "" {
+		if err := s.mountTmp(); err != nil {
+			return fmt.Errorf("private /tmp: %w", err)
+		}
+	}
 	for _, m := range s.Mounts {
 		if err := s.bind(m); err != nil {
 			return fmt.Errorf("mount %s at %s: %w", m.Source, m.Target, err)
@@ -101,6 +131,12 @@ func (s *Spec) assemble() error {
 	// A missing working dir is made like a mount target, so it too stays inside.
 	if _, err := s.makeTarget(wd, true); err != nil {
 		return fmt.Errorf("workingDir %s: %w", wd, err)
+	}
+	// Last, once nothing more is to be made in the root.
+	if s.ReadOnlyRoot {
+		if err := s.makeRootReadOnly(); err != nil {
+			return err
+		}
 	}
 	if err := unix.Chroot(s.Root); err != nil {
 		return fmt.Errorf("chroot: %w", err)
@@ -257,13 +293,17 @@ func (s *Spec) shadowOnce(dir string) error {
 // the init stays until the container's other processes have exited as well (or
 // the node kills the namespace when the grace period ends), rather than
 // killing them with the namespace in the middle of their shutdown.
-func (s *Spec) run() int {
+func (s *Spec) run(self string) int {
 	if len(s.Argv) == 0 {
 		fail(s.TerminationLog, errors.New("no command to run"))
 	}
 	path, err := lookPath(s.Argv[0], s.Env)
 	if err != nil {
 		fail(s.TerminationLog, err)
+	}
+	if path == self {
+		// The kernel keeps our own executable reachable whatever the mounts.
+		path = "/proc/self/exe"
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs)

@@ -3,6 +3,7 @@ package container
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,12 @@ import (
 type Process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+	// ready is closed once the init has assembled the container's root (or
+	// exited): see Spec.Ready.
+	ready chan struct{}
+	// cgroup is the pod's cgroup the init started in (nil when none), which
+	// commands run in the container (StartExec) join too.
+	cgroup *os.File
 	// ExitCode is valid once Done is closed.
 	ExitCode int
 	Started  time.Time
@@ -27,6 +34,7 @@ func Start(outpostBin string, s Spec, logFile string) (*Process, error) {
 	if err := os.MkdirAll(s.Root, 0o755); err != nil {
 		return nil, err
 	}
+	s.Ready = true
 	data, err := json.Marshal(s)
 	if err != nil {
 		return nil, err
@@ -42,6 +50,12 @@ func Start(outpostBin string, s Spec, logFile string) (*Process, error) {
 	defer log.Close()
 	cmd := exec.Command(outpostBin, "container-init", specFile)
 	cmd.Stdout, cmd.Stderr = log, log
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyW.Close()                // the init holds it once started
+	cmd.ExtraFiles = []*os.File{readyW} // its fd 3: readyFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		Setpgid:    true,
@@ -49,10 +63,21 @@ func Start(outpostBin string, s Spec, logFile string) (*Process, error) {
 		// on unsupervised; it restarts them when it comes back.
 		Pdeathsig: syscall.SIGKILL,
 	}
+	if s.Cgroup != nil {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(s.Cgroup.Fd())
+	}
 	if err := cmd.Start(); err != nil {
+		readyR.Close()
 		return nil, err
 	}
-	p := &Process{cmd: cmd, done: make(chan struct{}), Started: time.Now()}
+	ready := make(chan struct{})
+	go func() {
+		// EOF once the init closed its end: root assembled, or init gone.
+		_, _ = io.Copy(io.Discard, readyR)
+		readyR.Close()
+		close(ready)
+	}()
+	p := &Process{cmd: cmd, done: make(chan struct{}), ready: ready, Started: time.Now(), cgroup: s.Cgroup}
 	go func() {
 		err := cmd.Wait()
 		p.Finished = time.Now()

@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"outpost.dev/outpost/internal/node/podstatus"
+	"outpost.dev/outpost/internal/podnet"
 	"outpost.dev/outpost/internal/serviceproxy"
 	"outpost.dev/outpost/internal/version"
 )
@@ -45,6 +46,7 @@ type Agent struct {
 	client   kubernetes.Interface
 	log      *slog.Logger
 	ips      *ipPool
+	podnet   *podnet.Node // nil where the kernel cannot run the pods' address programs
 	recorder record.EventRecorder
 	statuses *podstatus.Manager
 	services listersv1.ServiceLister
@@ -57,7 +59,11 @@ type Agent struct {
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
-	wg      sync.WaitGroup
+	// ended holds the pods whose worker has stopped them for good but whose
+	// object is still in the API (a finalizer holds it, or the delete is on
+	// its way): an update of such a pod must not start it again.
+	ended map[types.UID]bool
+	wg    sync.WaitGroup
 }
 
 // Run registers the node and runs its pods until ctx ends; then it stops every
@@ -78,7 +84,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	host, port, _ := strings.Cut(cfg.APIServer, ":")
 	a := &Agent{cfg: cfg, client: client, log: log, ips: ips, capacity: capacity(cfg.Dir),
-		apiHost: host, apiPort: port, workers: map[types.UID]*podWorker{}, started: metav1.Now()}
+		apiHost: host, apiPort: port, workers: map[types.UID]*podWorker{}, ended: map[types.UID]bool{},
+		started: metav1.Now()}
+
+	if a.podnet, err = podnet.Open(cfg.Name, cfg.Dir); err != nil {
+		log.Warn("pods share the host's addresses: a server must bind $POD_IP, as two pods binding every address on one port collide (cgroup v2 BPF programs unavailable)", "err", err)
+	}
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -139,6 +150,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	a.mu.Unlock()
 	a.wg.Wait()
+	if err := a.podnet.Close(); err != nil {
+		log.Warn("node stopping: remove the node's cgroup", "err", err)
+	}
 	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.statuses.Flush(flushCtx); err != nil {
@@ -153,6 +167,9 @@ func (a *Agent) sync(ctx context.Context, pod *corev1.Pod) {
 	defer a.mu.Unlock()
 	w, ok := a.workers[pod.UID]
 	if !ok {
+		if a.ended[pod.UID] {
+			return
+		}
 		if pod.DeletionTimestamp != nil && (pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed) {
 			// Nothing runs for a finished pod: let it go at once.
 			a.statuses.Delete(podstatus.RefOf(pod))
@@ -166,17 +183,26 @@ func (a *Agent) sync(ctx context.Context, pod *corev1.Pod) {
 			w.run(ctx)
 			a.mu.Lock()
 			delete(a.workers, pod.UID)
+			if ctx.Err() == nil && !w.vanished {
+				a.ended[pod.UID] = true
+			}
 			a.mu.Unlock()
 		}()
-		return
+		// Fall through: a pod deleted before its worker started (the node
+		// agent was down) is to be stopped, not started.
 	}
 	w.update(pod)
 }
 
-// forget stops a pod that vanished from the API (force deletion) at once.
+// forget stops a pod that vanished from the API (force deletion, or the end
+// of its deletion) at once.
 func (a *Agent) forget(uid types.UID) {
 	a.mu.Lock()
 	w := a.workers[uid]
+	delete(a.ended, uid)
+	if w != nil {
+		w.vanished = true // the object is gone: nothing to remember it for
+	}
 	a.mu.Unlock()
 	if w != nil {
 		w.gone()

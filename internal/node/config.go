@@ -28,6 +28,9 @@ type Config struct {
 	APIServer string `json:"apiServer"`
 	// Outpost is the binary that runs container-init and the outpost image.
 	Outpost string `json:"outpost"`
+	// KubeBinDir holds the upstream binaries, agnhost among them: the
+	// program of the agnhost image (internal/container's image shims).
+	KubeBinDir string `json:"kubeBinDir,omitempty"`
 }
 
 // Save writes the configuration.

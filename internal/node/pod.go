@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +12,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"outpost.dev/outpost/internal/container"
 	"outpost.dev/outpost/internal/node/podstatus"
+	"outpost.dev/outpost/internal/podnet"
 	"outpost.dev/outpost/internal/volume"
 )
 
@@ -37,16 +40,22 @@ type podWorker struct {
 	mu          sync.Mutex
 	pod         *corev1.Pod
 	ip          string
+	net         *podnet.Pod // the pod's cgroup and address programs; nil without them
 	started     metav1.Time
 	volumes     map[string]string
 	ready2start bool // sandbox (IP, volumes) prepared
 	initDone    bool
 	final       corev1.PodPhase // Succeeded or Failed once nothing will run again
+	// terminating is set once the pod is to stop (deleted, gone, or the node
+	// shutting down): from then on no container starts or restarts.
+	terminating bool
 	initStates  []*ctrState
 	states      []*ctrState
 
 	stop   chan time.Duration
 	cancel context.CancelFunc
+
+	vanished bool // the pod object is gone from the API; guarded by Agent.mu
 }
 
 // ctrState is what the node knows of one container.
@@ -65,11 +74,17 @@ type ctrState struct {
 func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
 	w := &podWorker{a: a, ref: podstatus.RefOf(pod), namespace: pod.Namespace, name: pod.Name, pod: pod,
 		dir: filepath.Join(a.cfg.Dir, "pods", string(pod.UID)), stop: make(chan time.Duration, 1)}
+	// As the kubelet: behind init containers, every container waits as
+	// PodInitializing until it starts.
+	waiting := "ContainerCreating"
+	if len(pod.Spec.InitContainers) > 0 {
+		waiting = "PodInitializing"
+	}
 	mk := func(cs []corev1.Container) []*ctrState {
 		var out []*ctrState
 		for _, c := range cs {
 			out = append(out, &ctrState{spec: c, logDir: filepath.Join(w.dir, "logs", c.Name),
-				state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}})
+				state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: waiting}}})
 		}
 		return out
 	}
@@ -137,34 +152,53 @@ func (w *podWorker) run(parent context.Context) {
 	grace := time.Duration(-1)
 	stopped := make(chan struct{})
 	var ctrs sync.WaitGroup
-	go func() {
-		defer close(stopped)
-		if !w.setup(ctx) || !w.runInit(ctx) {
-			return
-		}
-		for _, s := range w.states {
-			ctrs.Add(1)
-			go func() { defer ctrs.Done(); w.runContainer(ctx, s, &grace) }()
-		}
-		ctrs.Wait()
-	}()
+	if pod.DeletionTimestamp != nil {
+		// Deleted while the node agent was away: nothing of it starts again,
+		// it only gets its final status.
+		w.mu.Lock()
+		w.terminating = true
+		w.mu.Unlock()
+		close(stopped)
+	} else {
+		go func() {
+			defer close(stopped)
+			if !w.setup(ctx) || !w.runInit(ctx) {
+				return
+			}
+			for _, s := range w.states {
+				ctrs.Add(1)
+				go func() { defer ctrs.Done(); w.runContainer(ctx, s, &grace) }()
+			}
+			ctrs.Wait()
+		}()
+	}
 
 	select {
 	case grace = <-w.stop:
 	case <-stopped:
-		w.finish()
+		if !w.isTerminating() {
+			w.finish()
+		}
 		grace = <-w.stop
 	}
+	w.mu.Lock()
+	w.terminating = true
+	w.mu.Unlock()
 	if grace < 0 {
 		grace = 5 * time.Second
 	}
 	w.stopAll(grace)
 	cancel()
 	<-stopped
+	if err := w.net.Close(); err != nil {
+		w.a.log.Warn("remove pod cgroup", "pod", w.key(), "err", err)
+	}
 	w.a.ips.release(w.ip)
 	if parent.Err() != nil {
 		return // node shutdown: the pod stays, and runs again with the node
 	}
+	w.terminate()
+	w.teardownVolumes()
 	if err := os.RemoveAll(w.dir); err != nil {
 		w.a.log.Warn("remove pod directory", "pod", w.key(), "err", err)
 	}
@@ -189,14 +223,26 @@ func (w *podWorker) setup(ctx context.Context) bool {
 	w.mu.Lock()
 	w.ip = ip
 	w.mu.Unlock()
+	// A hostNetwork pod shares the host's addresses, as on any cluster.
+	if w.a.podnet != nil && !pod.Spec.HostNetwork {
+		pn, err := w.a.podnet.Add(string(pod.UID), netip.MustParseAddr(ip))
+		if err != nil {
+			w.event(corev1.EventTypeWarning, "FailedCreatePodSandBox", "pod network: "+err.Error())
+			return false
+		}
+		w.mu.Lock()
+		w.net = pn
+		w.mu.Unlock()
+	}
 	backoff := backoffStart
 	for {
-		vols, err := volume.Prepare(ctx, volume.Options{Client: w.a.client, NodeAllocatable: w.a.capacity}, pod, w.dir)
+		vols, err := volume.Prepare(ctx, w.volumeOptions(), pod, w.dir)
 		if err == nil {
 			w.mu.Lock()
 			w.volumes, w.ready2start = vols, true
 			w.mu.Unlock()
 			w.changed()
+			go w.refreshVolumes(ctx)
 			return true
 		}
 		w.event(corev1.EventTypeWarning, "FailedMount", err.Error())
@@ -214,7 +260,7 @@ func (w *podWorker) runInit(ctx context.Context) bool {
 		backoff := backoffStart
 		for {
 			code, ok := w.runOnce(ctx, s, nil)
-			if !ok {
+			if !ok || w.isTerminating() {
 				return false
 			}
 			if code == 0 {
@@ -245,7 +291,9 @@ func (w *podWorker) runContainer(ctx context.Context, s *ctrState, grace *time.D
 	for {
 		t0 := time.Now()
 		code, ok := w.runOnce(ctx, s, grace)
-		if !ok {
+		// A container stopped because its pod is deleted ends for good,
+		// whatever the restart policy says.
+		if !ok || w.isTerminating() {
 			break
 		}
 		policy := w.pod.Spec.RestartPolicy
@@ -285,6 +333,9 @@ func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Durati
 	backoff := backoffStart
 	var proc *container.Process
 	for proc == nil {
+		if w.isTerminating() {
+			return 0, false
+		}
 		spec, err := w.containerSpec(ctx, s)
 		if err == nil {
 			proc, err = container.Start(w.a.cfg.Outpost, spec, s.logFile())
@@ -301,6 +352,7 @@ func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Durati
 			backoff = min(backoff*2, backoffMax)
 		}
 	}
+	w.postStart(ctx, s, proc) // the container is not running before its postStart hook returns
 	w.mu.Lock()
 	s.proc = proc
 	s.started = s.spec.StartupProbe == nil
@@ -372,7 +424,7 @@ func (s *ctrState) terminationMessage(podDir string, exitCode int) string {
 func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.Spec, error) {
 	pod := w.snapshot()
 	w.mu.Lock()
-	ip, vols := w.ip, w.volumes
+	ip, vols, pn := w.ip, w.volumes, w.net
 	w.mu.Unlock()
 	// The downward API reads the pod's IP from its status, which may not be
 	// written yet when the first container starts.
@@ -384,7 +436,7 @@ func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.S
 	if err != nil {
 		return container.Spec{}, err
 	}
-	argv, err := container.Argv(&s.spec, env, w.a.cfg.Outpost)
+	argv, err := container.Argv(&s.spec, env, container.Binaries{Outpost: w.a.cfg.Outpost, KubeBinDir: w.a.cfg.KubeBinDir})
 	if err != nil {
 		return container.Spec{}, err
 	}
@@ -401,7 +453,16 @@ func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.S
 	if err := os.WriteFile(termLog, nil, 0o644); err != nil {
 		return container.Spec{}, err
 	}
-	var mounts []container.Mount
+	hosts, err := w.hostsFile(pod, ip)
+	if err != nil {
+		return container.Spec{}, fmt.Errorf("/etc/hosts: %w", err)
+	}
+	tmpDir, err := w.privateTmp(ctrDir, s)
+	if err != nil {
+		return container.Spec{}, fmt.Errorf("/tmp: %w", err)
+	}
+	// First, so that a volume the container mounts at /etc/hosts wins.
+	mounts := []container.Mount{{Source: hosts, Target: "/etc/hosts"}}
 	for _, m := range s.spec.VolumeMounts {
 		src, ok := vols[m.Name]
 		if !ok {
@@ -430,7 +491,8 @@ func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.S
 	}
 	mounts = append(mounts, container.Mount{Source: termLog, Target: tmp})
 	return container.Spec{Root: filepath.Join(ctrDir, "root"), Mounts: mounts, Argv: argv, Env: env,
-		WorkingDir: s.spec.WorkingDir, TerminationLog: termLog}, nil
+		WorkingDir: s.spec.WorkingDir, TerminationLog: termLog, Cgroup: pn.Cgroup(), Tmp: tmpDir,
+		ReadOnlyRoot: s.spec.SecurityContext != nil && ptr.Deref(s.spec.SecurityContext.ReadOnlyRootFilesystem, false)}, nil
 }
 
 // baseEnv is what every container gets before its own env: what an image
@@ -487,7 +549,7 @@ func (w *podWorker) stopAll(grace time.Duration) {
 	var wg sync.WaitGroup
 	for _, p := range procs {
 		wg.Add(1)
-		go func() { defer wg.Done(); p.Stop(grace) }()
+		go func() { defer wg.Done(); p.Stop(w.preStop(p, grace)) }()
 	}
 	wg.Wait()
 	w.cancel()
@@ -507,6 +569,73 @@ func (w *podWorker) finish() {
 	w.final = corev1.PodSucceeded
 	for _, s := range w.states {
 		if t := s.state.Terminated; t == nil || t.ExitCode != 0 {
+			w.final = corev1.PodFailed
+		}
+	}
+}
+
+func (w *podWorker) isTerminating() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.terminating
+}
+
+// terminate gives a pod that is deleted its final status once none of its
+// containers runs, as the kubelet's status manager does (TerminatePod): the
+// Job controller and anyone holding a finalizer wait for a final phase.
+// Every container that ran ends with a terminated state; one without (its
+// run was never seen, e.g. the node restarted meanwhile) counts as failed with
+// exit code 137 and reason ContainerStatusUnknown, since nothing says it
+// succeeded. Containers that never started stay waiting. The phase is
+// Succeeded only when every container exited 0, whatever the restart policy.
+func (w *podWorker) terminate() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer w.publishLocked()
+	// What the API shows: after a restart of the node agent, the states its
+	// previous run wrote.
+	prev := map[string]corev1.ContainerState{}
+	for _, cs := range append(append([]corev1.ContainerStatus{}, w.pod.Status.InitContainerStatuses...), w.pod.Status.ContainerStatuses...) {
+		prev[cs.Name] = cs.State
+	}
+	ran := func(s *ctrState) bool {
+		p := prev[s.spec.Name]
+		return s.state.Waiting == nil || s.restarts > 0 || p.Running != nil || p.Terminated != nil
+	}
+	end := func(s *ctrState) {
+		switch {
+		case s.state.Terminated != nil:
+		case s.state.Waiting != nil && s.last.Terminated != nil:
+			// Deleted during a restart back-off: its last run is its final
+			// state, and the restart counted for it never happened.
+			s.state, s.last = s.last, corev1.ContainerState{}
+			s.restarts--
+		case prev[s.spec.Name].Terminated != nil:
+			s.state = prev[s.spec.Name]
+		case ran(s):
+			s.state = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137,
+				Reason: "ContainerStatusUnknown", Message: "The container could not be located when the pod was terminated"}}
+		}
+		s.ready = false
+	}
+	initialized := w.initDone
+	for _, s := range w.states {
+		initialized = initialized || ran(s)
+	}
+	for _, s := range w.initStates {
+		end(s)
+	}
+	if initialized {
+		for _, s := range w.states {
+			end(s)
+		}
+	}
+	if w.final != "" {
+		return
+	}
+	w.final = corev1.PodSucceeded
+	for _, s := range w.states {
+		if t := s.state.Terminated; !initialized || t == nil || t.ExitCode != 0 {
 			w.final = corev1.PodFailed
 		}
 	}

@@ -3,9 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,8 +10,6 @@ import (
 	"outpost.dev/outpost/internal/container"
 	"outpost.dev/outpost/internal/probe"
 )
-
-var execSeq atomic.Int64
 
 // startProbes runs the container's probes for as long as ctx lives: startup
 // first, then readiness and liveness.
@@ -84,28 +79,13 @@ func (w *podWorker) graceOf() time.Duration {
 	return 30 * time.Second
 }
 
-// exec runs a command with the container's filesystem view and environment,
-// in a fresh namespace of its own (for exec probes).
+// exec runs an exec probe's command inside the running container, as the
+// kubelet does: it sees the container's files (its /tmp included), processes
+// and env.
 func (w *podWorker) exec(ctx context.Context, s *ctrState, argv []string) (int, error) {
-	spec, err := w.containerSpec(ctx, s)
+	proc, root, err := w.running(s.spec.Name)
 	if err != nil {
 		return 0, err
 	}
-	dir := filepath.Join(w.dir, "exec", fmt.Sprint(execSeq.Add(1)))
-	defer os.RemoveAll(dir)
-	spec.Root = filepath.Join(dir, "root")
-	spec.Argv = argv
-	spec.TerminationLog = filepath.Join(dir, "termination-log")
-	spec.Mounts = spec.Mounts[:len(spec.Mounts)-1] // not the container's termination log
-	p, err := container.Start(w.a.cfg.Outpost, spec, os.DevNull)
-	if err != nil {
-		return 0, err
-	}
-	select {
-	case <-p.Done():
-		return p.ExitCode, nil
-	case <-ctx.Done():
-		p.Kill()
-		return 0, ctx.Err()
-	}
+	return runIn(ctx, w.a.cfg.Outpost, proc, root, argv, nil, nil, nil, false, nil)
 }

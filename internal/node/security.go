@@ -9,8 +9,8 @@ import (
 
 // ignoredSecurity lists the restrictions a pod asks for that the process node
 // does not provide: its containers run as the node's user (root), with the
-// node's capabilities, on the host's files, without seccomp, AppArmor or
-// SELinux. Settings that a root process satisfies anyway (runAsUser: 0,
+// node's capabilities, on the host's files (read-only where
+// readOnlyRootFilesystem asks), without seccomp, AppArmor or SELinux. Settings that a root process satisfies anyway (runAsUser: 0,
 // privileged, added capabilities) are not listed.
 func ignoredSecurity(pod *corev1.Pod) []string {
 	var out []string
@@ -40,9 +40,6 @@ func ignoredSecurity(pod *corev1.Pod) []string {
 		}
 		if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
 			add("allowPrivilegeEscalation")
-		}
-		if sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem {
-			add("readOnlyRootFilesystem")
 		}
 		if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
 			add("procMount")

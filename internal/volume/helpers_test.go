@@ -2,7 +2,6 @@ package volume_test
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,45 +124,90 @@ func prepare(t *testing.T, opts volume.Options, pod *corev1.Pod, podDir string) 
 	return paths
 }
 
-// readVolume returns every regular file below dir. Anything else that is not
-// a directory fails the test: a container would see leftover temporary files
-// or symlinks as part of its configuration.
+// readVolume returns every file a program in the container can read below
+// dir, following the symlinks a container follows. Volumes written from API
+// data must have the kubelet's shape (see checkVersionedShape); anything else
+// starting with ".." fails the test: a container would see leftover temporary
+// files as part of its configuration.
 func readVolume(t *testing.T, dir string) map[string]wantFile {
 	t.Helper()
-	got := map[string]wantFile{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			t.Errorf("%s: unexpected %v in volume", rel, d.Type())
-			return nil
-		}
-		if strings.HasPrefix(d.Name(), "..") {
-			t.Errorf("%s: leftover temporary file in volume", rel)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		got[rel] = wantFile{content: string(data), mode: fi.Mode().Perm()}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("reading volume %s: %v", dir, err)
+	versioned := false
+	if _, err := os.Lstat(filepath.Join(dir, "..data")); err == nil {
+		versioned = true
+		checkVersionedShape(t, dir)
 	}
+	got := map[string]wantFile{}
+	var walk func(rel string)
+	walk = func(rel string) {
+		entries, err := os.ReadDir(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatalf("reading volume %s: %v", dir, err)
+		}
+		for _, e := range entries {
+			name := filepath.Join(rel, e.Name())
+			if strings.HasPrefix(e.Name(), "..") {
+				if rel != "." || !versioned {
+					t.Errorf("%s: leftover temporary file in volume", name)
+				}
+				continue
+			}
+			// Stat, not Lstat: what matters is what the program reads.
+			fi, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				continue
+			}
+			switch {
+			case fi.IsDir():
+				walk(name)
+			case fi.Mode().IsRegular():
+				data, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[name] = wantFile{content: string(data), mode: fi.Mode().Perm()}
+			default:
+				t.Errorf("%s: unexpected %v in volume", name, fi.Mode().Type())
+			}
+		}
+	}
+	walk(".")
 	return got
+}
+
+// checkVersionedShape checks the on-disk shape the kubelet gives API-data
+// volumes, which programs rely on to see updates atomically: "..data" links
+// to the one version directory there is, and every other entry is a symlink
+// through "..data".
+func checkVersionedShape(t *testing.T, dir string) {
+	t.Helper()
+	version, err := os.Readlink(filepath.Join(dir, "..data"))
+	if err != nil {
+		t.Fatalf("..data: %v", err)
+	}
+	if !strings.HasPrefix(version, "..") || strings.Contains(version, "/") {
+		t.Errorf("..data links to %q, want a version directory beside it", version)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, version)); err != nil || !fi.IsDir() {
+		t.Errorf("..data target %s is not a directory (%v)", version, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		switch {
+		case n == "..data" || n == version:
+		case strings.HasPrefix(n, ".."):
+			t.Errorf("%s: stale entry beside version %s", n, version)
+		default:
+			target, err := os.Readlink(filepath.Join(dir, n))
+			if want := "..data/" + n; err != nil || target != want {
+				t.Errorf("%s links to %q (%v), want %q", n, target, err, want)
+			}
+		}
+	}
 }
 
 func checkFiles(t *testing.T, dir string, want map[string]wantFile) {
@@ -225,4 +269,13 @@ func dirMode(t *testing.T, path string) os.FileMode {
 		t.Fatalf("%s is not a directory", path)
 	}
 	return fi.Mode().Perm()
+}
+
+// teardown unmounts a test pod's Memory emptyDirs, without which its
+// temporary directory cannot be removed.
+func teardown(t *testing.T, podDir string) {
+	t.Helper()
+	if err := volume.Teardown(podDir); err != nil {
+		t.Errorf("Teardown: %v", err)
+	}
 }

@@ -338,6 +338,18 @@ func addToken(ctx context.Context, opts Options, out payload, pod *corev1.Pod, t
 	if tp.ExpirationSeconds != nil {
 		exp = *tp.ExpirationSeconds
 	}
+	if err := checkMode(mode); err != nil {
+		return fmt.Errorf("serviceAccountToken: %w", err)
+	}
+	key := tokenKey{namespace: pod.Namespace, serviceAccount: sa, podUID: string(pod.UID), audience: tp.Audience, expirationSeconds: exp}
+	if opts.Tokens != nil {
+		if token, ok := opts.Tokens.get(key); ok {
+			if err := out.add(tp.Path, []byte(token), mode); err != nil {
+				return fmt.Errorf("serviceAccountToken: %w", err)
+			}
+			return nil
+		}
+	}
 	// Binding the token to the pod makes it invalid as soon as the pod is
 	// deleted, instead of living on until it expires.
 	req := &authenticationv1.TokenRequest{
@@ -359,8 +371,8 @@ func addToken(ctx context.Context, opts Options, out payload, pod *corev1.Pod, t
 	if tr == nil || tr.Status.Token == "" {
 		return fmt.Errorf("requesting %s: the API server returned an empty token", what)
 	}
-	if err := checkMode(mode); err != nil {
-		return fmt.Errorf("serviceAccountToken: %w", err)
+	if opts.Tokens != nil {
+		opts.Tokens.put(key, tr.Status)
 	}
 	if err := out.add(tp.Path, []byte(tr.Status.Token), mode); err != nil {
 		return fmt.Errorf("serviceAccountToken: %w", err)

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -33,8 +34,13 @@ type Options struct {
 	// It may be nil for pods that only use emptyDir and hostPath volumes.
 	Client kubernetes.Interface
 	// NodeAllocatable is what a downwardAPI resourceFieldRef reports for a
-	// cpu, memory or ephemeral-storage limit the container leaves unset.
+	// cpu, memory or ephemeral-storage limit the container leaves unset, and
+	// what bounds a Memory emptyDir of a pod without a memory limit.
 	NodeAllocatable corev1.ResourceList
+	// Tokens, when set, keeps ServiceAccount tokens between calls so that a
+	// refresh requests a new one only when the old one is due, as the
+	// kubelet does. Without it every call requests fresh tokens.
+	Tokens *TokenCache
 }
 
 type volumeKind int
@@ -56,6 +62,11 @@ type plan struct {
 
 	// hostCreate is what a *OrCreate hostPath still has to create.
 	hostCreate corev1.HostPathType
+
+	// memory is an emptyDir on a tmpfs of tmpfsSize bytes (0: the kernel's
+	// default, half the machine's memory).
+	memory    bool
+	tmpfsSize int64
 }
 
 // Prepare creates every volume of the pod under podDir/volumes/<name> (or
@@ -68,10 +79,16 @@ type plan struct {
 // nothing new is left behind, so calling Prepare again once the cause is fixed
 // succeeds.
 //
+// configMap, secret, downwardAPI and projected volumes are written as the
+// kubelet writes them (see writeAtomic): each top-level path is a symlink
+// through "..data", which an update switches atomically to a new version.
+// A Memory emptyDir is a tmpfs; Teardown unmounts it.
+//
 // Calling Prepare again for a pod whose volumes exist (agent or container
-// restart, periodic refresh) rewrites configMap, secret, downwardAPI and
-// projected contents, including a fresh ServiceAccount token, and never
-// touches emptyDir contents. Calls for the same pod must not run concurrently.
+// restart) rewrites configMap, secret, downwardAPI and projected contents
+// that changed, including a fresh ServiceAccount token unless opts.Tokens
+// holds one that is not yet due, and never touches emptyDir contents. Calls
+// for the same pod must not run concurrently.
 func Prepare(ctx context.Context, opts Options, pod *corev1.Pod, podDir string) (map[string]string, error) {
 	if pod == nil {
 		return nil, errors.New("prepare volumes: no pod")
@@ -149,7 +166,9 @@ func planVolume(ctx context.Context, opts Options, pod *corev1.Pod, v *corev1.Vo
 	switch src := v.VolumeSource; {
 	case src.EmptyDir != nil:
 		p.kind = kindEmptyDir
-		err = checkEmptyDir(src.EmptyDir)
+		if err = checkEmptyDir(src.EmptyDir); err == nil && src.EmptyDir.Medium == corev1.StorageMediumMemory {
+			p.memory, p.tmpfsSize = true, memoryVolumeSize(opts, pod, src.EmptyDir)
+		}
 	case src.ConfigMap != nil:
 		p.files, err = configMapPayload(ctx, opts, pod.Namespace, src.ConfigMap.Name, src.ConfigMap.Items, src.ConfigMap.Optional, modeOr(src.ConfigMap.DefaultMode, defaultFileMode))
 	case src.Secret != nil:
@@ -205,11 +224,6 @@ func setField(v reflect.Value) string {
 func checkEmptyDir(ed *corev1.EmptyDirVolumeSource) error {
 	switch {
 	case ed.Medium == corev1.StorageMediumDefault, ed.Medium == corev1.StorageMediumMemory:
-		// Memory is just a directory too: the agent has no per-pod tmpfs
-		// accounting, and a plain directory keeps the same semantics for the
-		// program (a writable, initially empty scratch dir). Only speed and
-		// the "lost on reboot" property differ. sizeLimit is not enforced for
-		// the same reason.
 		return nil
 	case strings.HasPrefix(string(ed.Medium), string(corev1.StorageMediumHugePages)):
 		// Programs use hugepage volumes for mmap'ing hugetlbfs; a plain
@@ -227,7 +241,13 @@ func apply(p *plan, volRoot string, u *undo) error {
 		}
 		// Containers may run as any uid, and the kubelet makes emptyDirs
 		// world-writable for exactly that reason.
-		return ensureVolumeDir(p.path, 0o777, u)
+		if err := ensureVolumeDir(p.path, 0o777, u); err != nil {
+			return err
+		}
+		if p.memory {
+			return mountTmpfs(p.path, p.tmpfsSize, u)
+		}
+		return nil
 	case kindFiles:
 		if err := ensureVolRoot(volRoot, u); err != nil {
 			return err
@@ -235,7 +255,7 @@ func apply(p *plan, volRoot string, u *undo) error {
 		if err := ensureVolumeDir(p.path, 0o755, u); err != nil {
 			return err
 		}
-		return syncDir(p.path, p.files)
+		return writeAtomic(p.path, p.files)
 	case kindHostPath:
 		return createHostPath(p.path, p.hostCreate, u)
 	}
@@ -303,6 +323,50 @@ func mkdirAllTracked(dir string, mode os.FileMode, u *undo) error {
 	return nil
 }
 
+// Refresh brings the configMap, secret, downwardAPI and projected volumes
+// that Prepare made for the pod up to date with their sources (and the pod's
+// labels and annotations), the way the kubelet's periodic sync does: each
+// volume whose contents changed is switched atomically to its new version.
+// Other volume types, and volumes Prepare has not made, are left alone. A
+// volume whose source cannot be read keeps its last contents; the error names
+// it, and the other volumes are refreshed all the same. Refresh must not run
+// concurrently with Prepare or Refresh for the same pod.
+//
+// Files bound into a container through a subPath are not updated: their
+// mount holds the version that existed when the container started.
+func Refresh(ctx context.Context, opts Options, pod *corev1.Pod, podDir string) error {
+	if pod == nil {
+		return errors.New("refresh volumes: no pod")
+	}
+	podDir, err := filepath.Abs(podDir)
+	if err != nil {
+		return fmt.Errorf("refresh volumes of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	volRoot := filepath.Join(podDir, "volumes")
+	var errs []error
+	for i := range pod.Spec.Volumes {
+		v := &pod.Spec.Volumes[i]
+		src := v.VolumeSource
+		if src.ConfigMap == nil && src.Secret == nil && src.DownwardAPI == nil && src.Projected == nil {
+			continue
+		}
+		if checkVolumeName(v.Name) != nil {
+			continue // Prepare refused it, so there is nothing to refresh
+		}
+		if fi, err := os.Lstat(filepath.Join(volRoot, v.Name)); err != nil || !fi.IsDir() {
+			continue
+		}
+		p, err := planVolume(ctx, opts, pod, v, volRoot)
+		if err == nil {
+			err = writeAtomic(p.path, p.files)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("volume %q: %w", v.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // undo records what a Prepare call created, newest last.
 type undo struct {
 	steps []func()
@@ -318,6 +382,12 @@ func (u *undo) removeAll(path string) {
 // parents): they are removed only if still empty.
 func (u *undo) removeEmpty(path string) {
 	u.steps = append(u.steps, func() { _ = os.Remove(path) })
+}
+
+// unmount is for a tmpfs this call mounted; it runs before the removal of
+// its mount point, which was recorded earlier.
+func (u *undo) unmount(path string) {
+	u.steps = append(u.steps, func() { _ = unix.Unmount(path, unix.MNT_DETACH) })
 }
 
 func (u *undo) run() {

@@ -28,6 +28,7 @@ func TestEmptyDirKeepsContentsAcrossPrepare(t *testing.T) {
 		EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory},
 	}})
 	podDir := t.TempDir()
+	t.Cleanup(func() { teardown(t, podDir) })
 	paths := prepare(t, volume.Options{}, pod, podDir)
 
 	scratch := paths["scratch"]

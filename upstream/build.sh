@@ -81,6 +81,10 @@ go build -modfile "$out/mod/go.mod" -trimpath -ldflags="$ldflags" -o "$out/bin.t
 # agnhost under its own name, as upstream's image does (its entrypoint is /agnhost).
 go build -modfile "$out/mod/go.mod" -trimpath -ldflags="-s -w" -o "$out/bin.tmp/agnhost" \
   k8s.io/kubernetes/test/images/agnhost
+# The files upstream's agnhost image carries besides the program (its Dockerfile
+# ADDs them at /): the node shows them to agnhost containers at those paths.
+mkdir -p "$out/bin.tmp/agnhost-files"
+cp "$src/test/images/agnhost/porter/localhost.crt" "$src/test/images/agnhost/porter/localhost.key" "$out/bin.tmp/agnhost-files/"
 rm -rf "$out/bin"
 mv "$out/bin.tmp" "$out/bin"
 echo "$version" > "$out/version"

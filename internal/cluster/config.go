@@ -27,6 +27,10 @@ type Config struct {
 	KubeBinDir string `json:"kubeBinDir"`
 	// Outpost is the binary that runs the node agent and the container init.
 	Outpost string `json:"outpost"`
+	// ResolvConf is the resolver configuration the node hands to the
+	// cluster DNS and to pods, as the kubelet's --resolv-conf; "" means
+	// /etc/resolv.conf.
+	ResolvConf string `json:"resolvConf,omitempty"`
 }
 
 // Defaults fills what the user left unset.

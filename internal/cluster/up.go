@@ -453,6 +453,7 @@ func (c *Config) nodeConfig() node.Config {
 		APIServer:   fmt.Sprintf("127.0.0.1:%d", c.APIPort),
 		Outpost:     c.Outpost,
 		KubeBinDir:  c.KubeBinDir,
+		ResolvConf:  c.ResolvConf,
 	}
 }
 

@@ -36,6 +36,10 @@ type Handle struct {
 	Outpost string
 }
 
+// HostSearchDomain is the search domain of the resolver configuration the
+// test cluster's node takes for the host's.
+const HostSearchDomain = "host.outpost.test"
+
 // Cluster is set by Main before the tests run.
 var Cluster *Handle
 
@@ -75,7 +79,14 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer release()
-	cfg := &cluster.Config{Dir: dir, KubeBinDir: kubeBin, Outpost: outpost}
+	// The cluster DNS forwards names outside the cluster to the nameservers
+	// of this file: tests must never reach past loopback, and a search
+	// domain of the "host" lets them check that pods get it.
+	resolvConf := filepath.Join(dir, "host-resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte("nameserver 127.0.0.1\nsearch "+HostSearchDomain+"\n"), 0o644); err != nil {
+		return 0, err
+	}
+	cfg := &cluster.Config{Dir: dir, KubeBinDir: kubeBin, Outpost: outpost, ResolvConf: resolvConf}
 	slot.Apply(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -21,7 +21,15 @@ type Binaries struct {
 	// KubeBinDir holds the upstream binaries built by upstream/build.sh;
 	// agnhost among them runs the agnhost image.
 	KubeBinDir string
+	// AppletDir is a directory of the node's own, filled with links to
+	// busybox's applets for images whose programs are busybox's.
+	AppletDir string
 }
+
+// AppletPath is where containers of images built on busybox find the
+// applets the host lacks (nc, wget, nslookup, ...): the directory of links
+// shown at this path is searched last in their PATH.
+const AppletPath = "/.outpost/busybox"
 
 // An imageShim says how an image that is never pulled runs on the host: the
 // image's ENTRYPOINT and CMD, and which program of the host stands for a
@@ -35,6 +43,62 @@ type imageShim struct {
 	// program returns the host argv prefix for a command word of the image,
 	// or nil when the word runs as it is on the host.
 	program func(word string, b Binaries) ([]string, error)
+	// files are files of the image besides its programs: path in the
+	// container -> path on the host.
+	files func(b Binaries) map[string]string
+	// applets: the image's other programs are busybox applets.
+	applets bool
+}
+
+// ImageFiles are the files an image's shim shows its containers (read-only,
+// at the paths the image has them), none for an image without a shim; the
+// applet links (AppletPath) for images built on busybox.
+func ImageFiles(image string, b Binaries) (map[string]string, error) {
+	s := shimFor(image)
+	if s == nil {
+		return nil, nil
+	}
+	files := map[string]string{}
+	if s.files != nil {
+		files = s.files(b)
+	}
+	if s.applets {
+		if err := linkApplets(b.AppletDir); err != nil {
+			return nil, err
+		}
+		files[AppletPath] = b.AppletDir
+	}
+	return files, nil
+}
+
+// ImagePath is what an image's shim appends to its containers' PATH.
+func ImagePath(image string) string {
+	if s := shimFor(image); s != nil && s.applets {
+		return AppletPath
+	}
+	return ""
+}
+
+// linkApplets makes dir hold a link to busybox for each of its applets
+// (busybox runs the applet named by the link); links already there stay.
+func linkApplets(dir string) error {
+	if dir == "" {
+		return errors.New("busybox applets: the node gave no directory for them")
+	}
+	bb, err := busybox()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for a := range bb.applets {
+		err := os.Symlink(bb.path, filepath.Join(dir, a))
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("busybox applets: %w", err)
+		}
+	}
+	return nil
 }
 
 // imageShims is the table of images with a meaning on the Outpost node. Any
@@ -76,6 +140,7 @@ var imageShims = []imageShim{
 		name:    func(n string) bool { return strings.HasPrefix(n, "busybox") },
 		cmd:     []string{"sh"},
 		program: busyboxApplet(nil),
+		applets: true,
 	},
 	{
 		// registry.k8s.io/e2e-test-images/agnhost: ENTRYPOINT ["/agnhost"],
@@ -85,7 +150,13 @@ var imageShims = []imageShim{
 			p, err := agnhost(b)
 			return []string{p}, err
 		},
-		cmd: []string{"pause"},
+		cmd:     []string{"pause"},
+		applets: true, // Alpine's programs are busybox's
+		// The serving certificate `netexec --tls-cert-file /localhost.crt` uses.
+		files: func(b Binaries) map[string]string {
+			dir := filepath.Join(b.KubeBinDir, "agnhost-files")
+			return map[string]string{"/localhost.crt": filepath.Join(dir, "localhost.crt"), "/localhost.key": filepath.Join(dir, "localhost.key")}
+		},
 		program: func(word string, b Binaries) ([]string, error) {
 			switch word {
 			case "/agnhost", "agnhost", "/agnhost-2":

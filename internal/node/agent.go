@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -31,6 +33,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"outpost.dev/outpost/internal/clusterdns"
 	"outpost.dev/outpost/internal/node/podstatus"
 	"outpost.dev/outpost/internal/podnet"
 	"outpost.dev/outpost/internal/serviceproxy"
@@ -53,6 +56,8 @@ type Agent struct {
 	capacity corev1.ResourceList
 	apiHost  string
 	apiPort  string
+	// dnsIP is the cluster DNS address pods get as their nameserver.
+	dnsIP string
 
 	kubeletVersion string
 	started        metav1.Time
@@ -87,6 +92,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		apiHost: host, apiPort: port, workers: map[types.UID]*podWorker{}, ended: map[types.UID]bool{},
 		started: metav1.Now()}
 
+	dnsIP, err := clusterdns.ServiceIP(cfg.ServiceCIDR)
+	if err != nil {
+		return err
+	}
+	a.dnsIP = dnsIP.String()
+
 	if a.podnet, err = podnet.Open(cfg.Name, cfg.Dir); err != nil {
 		log.Warn("pods share the host's addresses: a server must bind $POD_IP, as two pods binding every address on one port collide (cgroup v2 BPF programs unavailable)", "err", err)
 	}
@@ -106,6 +117,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	if err := a.register(ctx); err != nil {
 		return fmt.Errorf("register node %s: %w", cfg.Name, err)
+	}
+	// Before the node API answers, which tells `cluster up` the node is
+	// ready: pods started from then on resolve names.
+	if err := a.ensureDNSService(ctx); err != nil {
+		return err
+	}
+	if err := clusterdns.Start(ctx, client, clusterdns.Options{Addr: net.JoinHostPort(a.dnsIP, "53"),
+		Domain: clusterDomain, ResolvConf: a.resolvConfPath(), Logger: log}); err != nil {
+		return err
 	}
 	logs, err := a.serveLogs()
 	if err != nil {
@@ -138,7 +158,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	all.WaitForCacheSync(ctx.Done())
 	mine.Start(ctx.Done())
 
-	go serviceproxy.New(client, serviceproxy.Options{NodeIP: "127.0.0.1", Logger: log}).Run(ctx)
+	go serviceproxy.New(client, serviceproxy.Options{NodeIP: "127.0.0.1", Logger: log, Reserved: []netip.Addr{dnsIP}}).Run(ctx)
 	go a.heartbeat(ctx)
 	log.Info("node running", "name", cfg.Name, "podCIDR", cfg.PodCIDR, "port", cfg.Port)
 
@@ -368,4 +388,40 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		case <-time.After(heartbeat):
 		}
 	}
+}
+
+func (a *Agent) resolvConfPath() string {
+	if a.cfg.ResolvConf != "" {
+		return a.cfg.ResolvConf
+	}
+	return "/etc/resolv.conf"
+}
+
+// ensureDNSService makes Service kube-system/kube-dns hold the cluster DNS
+// address, as on any cluster: the apiserver then never gives it to another
+// Service, and tools looking for kube-dns find it. It has no selector: the
+// node itself serves the address.
+func (a *Agent) ensureDNSService(ctx context.Context) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: metav1.NamespaceSystem, Labels: map[string]string{
+			"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}},
+		Spec: corev1.ServiceSpec{ClusterIP: a.dnsIP, Ports: []corev1.ServicePort{
+			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
+			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP},
+		}},
+	}
+	api := a.client.CoreV1().Services(metav1.NamespaceSystem)
+	cur, err := api.Get(ctx, svc.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		cur, err = api.Create(ctx, svc, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("service kube-system/kube-dns at %s: %w", a.dnsIP, err)
+	}
+	if cur.Spec.ClusterIP != a.dnsIP {
+		// Someone else's kube-dns: pods still get the node's DNS address.
+		a.log.Warn("service kube-system/kube-dns does not hold the cluster DNS address; another Service may be given it",
+			"clusterIP", cur.Spec.ClusterIP, "clusterDNS", a.dnsIP)
+	}
+	return nil
 }

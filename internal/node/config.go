@@ -31,6 +31,11 @@ type Config struct {
 	// KubeBinDir holds the upstream binaries, agnhost among them: the
 	// program of the agnhost image (internal/container's image shims).
 	KubeBinDir string `json:"kubeBinDir,omitempty"`
+	// ResolvConf is the host's resolver configuration, as the kubelet's
+	// --resolv-conf: the cluster DNS forwards names outside the cluster
+	// domain to its nameservers, and pods get its search domains (all of it
+	// with dnsPolicy Default). "" means /etc/resolv.conf.
+	ResolvConf string `json:"resolvConf,omitempty"`
 }
 
 // Save writes the configuration.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,26 +49,5 @@ func (w *podWorker) hostsFile(pod *corev1.Pod, ip string) (string, error) {
 			fmt.Fprintf(&b, "%s\t%s\n", a.IP, strings.Join(a.Hostnames, "\t"))
 		}
 	}
-	path := filepath.Join(w.dir, "etc-hosts")
-	// Written whole and renamed into place: a container starting meanwhile
-	// (each start writes it) never binds a half-written file.
-	tmp, err := os.CreateTemp(w.dir, "etc-hosts-*")
-	if err != nil {
-		return "", err
-	}
-	_, err = tmp.Write(b.Bytes())
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return "", err
-	}
-	return path, nil
+	return writeAtomic(w.dir, "etc-hosts", b.Bytes())
 }

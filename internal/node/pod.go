@@ -436,7 +436,15 @@ func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.S
 	if err != nil {
 		return container.Spec{}, err
 	}
-	argv, err := container.Argv(&s.spec, env, container.Binaries{Outpost: w.a.cfg.Outpost, KubeBinDir: w.a.cfg.KubeBinDir})
+	bins := container.Binaries{Outpost: w.a.cfg.Outpost, KubeBinDir: w.a.cfg.KubeBinDir, AppletDir: filepath.Join(w.a.cfg.Dir, "busybox-applets")}
+	if extra := container.ImagePath(s.spec.Image); extra != "" {
+		for i, kv := range env {
+			if strings.HasPrefix(kv, "PATH=") {
+				env[i] = kv + ":" + extra
+			}
+		}
+	}
+	argv, err := container.Argv(&s.spec, env, bins)
 	if err != nil {
 		return container.Spec{}, err
 	}
@@ -457,12 +465,24 @@ func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.S
 	if err != nil {
 		return container.Spec{}, fmt.Errorf("/etc/hosts: %w", err)
 	}
+	resolv, err := w.resolvConf(pod)
+	if err != nil {
+		return container.Spec{}, fmt.Errorf("/etc/resolv.conf: %w", err)
+	}
 	tmpDir, err := w.privateTmp(ctrDir, s)
 	if err != nil {
 		return container.Spec{}, fmt.Errorf("/tmp: %w", err)
 	}
-	// First, so that a volume the container mounts at /etc/hosts wins.
-	mounts := []container.Mount{{Source: hosts, Target: "/etc/hosts"}}
+	// First, so that a volume the container mounts at /etc/hosts or
+	// /etc/resolv.conf wins.
+	mounts := []container.Mount{{Source: hosts, Target: "/etc/hosts"}, {Source: resolv, Target: "/etc/resolv.conf"}}
+	files, err := container.ImageFiles(s.spec.Image, bins)
+	if err != nil {
+		return container.Spec{}, err
+	}
+	for target, src := range files {
+		mounts = append(mounts, container.Mount{Source: src, Target: target, ReadOnly: true})
+	}
 	for _, m := range s.spec.VolumeMounts {
 		src, ok := vols[m.Name]
 		if !ok {

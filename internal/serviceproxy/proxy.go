@@ -50,6 +50,10 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 type Options struct {
 	NodeIP string       // address NodePorts listen on; "" means "127.0.0.1"
 	Logger *slog.Logger // nil means slog.Default()
+	// Reserved are cluster IPs that their own servers listen on (the
+	// cluster DNS): the proxy leaves them alone, as binding them would
+	// take their ports away.
+	Reserved []netip.Addr
 }
 
 // Proxy serves the TCP ports of Services. Create it with New and start it
@@ -59,6 +63,8 @@ type Proxy struct {
 	nodeIP string
 	log    *slog.Logger
 	resync time.Duration
+	// reserved holds Options.Reserved.
+	reserved []netip.Addr
 
 	endpointSlices discoverylisters.EndpointSliceLister
 	wg             sync.WaitGroup // accept loops and proxied connections
@@ -95,6 +101,7 @@ func New(client kubernetes.Interface, opts Options) *Proxy {
 		nodeIP:    cmp.Or(opts.NodeIP, "127.0.0.1"),
 		log:       opts.Logger,
 		resync:    resyncEvery,
+		reserved:  opts.Reserved,
 		listeners: map[string]*listener{},
 	}
 	if p.log == nil {
@@ -230,7 +237,7 @@ func (p *Proxy) addresses(svc *corev1.Service, sp corev1.ServicePort) []string {
 	}
 	for _, ip := range ips {
 		// "None" (headless) fails to parse and is skipped with the rest.
-		if a, err := netip.ParseAddr(ip); err == nil && loopback.Contains(a.Unmap()) {
+		if a, err := netip.ParseAddr(ip); err == nil && loopback.Contains(a.Unmap()) && !slices.Contains(p.reserved, a.Unmap()) {
 			addrs = append(addrs, hostPort(ip, sp.Port))
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -473,4 +474,24 @@ func TestCancelEndsListenersAndConnections(t *testing.T) {
 		t.Error("proxied connection still open after Run returned")
 	}
 	refused(t, addr)
+}
+
+// A reserved cluster IP (the cluster DNS's) is left to its own server: the
+// proxy serves the other Services but never takes that address's port.
+func TestReservedClusterIPIsLeftAlone(t *testing.T) {
+	bp := freePort(t, "127.77.0.2")
+	backend(t, hostport("127.77.0.2", bp), "web")
+	sp, dnsPort := freePort(t, "127.77.0.20"), freePort(t, "127.77.0.10")
+	startWith(t, func(p *Proxy) { p.reserved = []netip.Addr{netip.MustParseAddr("127.77.0.10")} },
+		service("kube-dns", corev1.ServiceTypeClusterIP, "127.77.0.10", tcpPort("dns-tcp", dnsPort, 0)),
+		service("web", corev1.ServiceTypeClusterIP, "127.77.0.20", tcpPort("", sp, 0)),
+		slice("web", "web-1", map[string]int32{"": bp}, endpoint("127.77.0.2", nil)),
+	)
+	// Once web answers, the proxy has synced both Services.
+	answers(t, hostport("127.77.0.20", sp), "web:ping")
+	l, err := net.Listen("tcp", hostport("127.77.0.10", dnsPort))
+	if err != nil {
+		t.Fatalf("the reserved address's port is taken: %v", err)
+	}
+	l.Close()
 }

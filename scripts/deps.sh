@@ -10,6 +10,8 @@ command -v curl >/dev/null || need+=(curl)
 # busybox: the shell and applets of busybox images, and httpd for the httpd image
 # (internal/container's image shims).
 command -v busybox >/dev/null || need+=(busybox)
+# nc with the flags upstream's tests pass it (-v -t -w), for the images built on busybox.
+command -v nc >/dev/null || need+=(netcat-openbsd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -35,6 +35,7 @@ const (
 	fdRoot  = 3
 	fdMntNS = 4
 	fdPidNS = 5
+	fdUTSNS = 6
 )
 
 // StartExec starts `outpost container-exec`: argv run inside the running
@@ -62,7 +63,7 @@ func StartExec(ctx context.Context, outpostBin string, p *Process, root string, 
 			f.Close()
 		}
 	}()
-	for _, name := range []string{"root", "ns/mnt", "ns/pid"} {
+	for _, name := range []string{"root", "ns/mnt", "ns/pid", "ns/uts"} {
 		flags := unix.O_RDONLY | unix.O_CLOEXEC // setns takes namespace files opened for reading
 		if name == "root" {
 			flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC
@@ -188,7 +189,11 @@ func enter(workingDir string) error {
 	if err := unix.Setns(fdPidNS, unix.CLONE_NEWPID); err != nil {
 		return fmt.Errorf("enter PID namespace: %w", err)
 	}
-	for _, fd := range []int{fdRoot, fdMntNS, fdPidNS} {
+	// The container's hostname (the host's own UTS namespace when it has none).
+	if err := unix.Setns(fdUTSNS, unix.CLONE_NEWUTS); err != nil {
+		return fmt.Errorf("enter UTS namespace: %w", err)
+	}
+	for _, fd := range []int{fdRoot, fdMntNS, fdPidNS, fdUTSNS} {
 		unix.Close(fd)
 	}
 	if workingDir == "" {

@@ -40,6 +40,9 @@ type Spec struct {
 	// Tmp, when set, is a host directory private to this container that
 	// becomes its /tmp.
 	Tmp string `json:"tmp,omitempty"`
+	// Hostname, when set, is the container's own hostname (a UTS namespace
+	// of its own), as a runtime gives a pod: its name, or spec.hostname.
+	Hostname string `json:"hostname,omitempty"`
 	// Cgroup, when set, is the pod's cgroup (v2) directory: the init starts
 	// in it, so the pod's network programs apply from its first instruction.
 	Cgroup *os.File `json:"-"`
@@ -79,6 +82,11 @@ func Init(specFile string) {
 	self, err := os.Executable()
 	if err != nil {
 		fail(s.TerminationLog, err)
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			fail(s.TerminationLog, fmt.Errorf("hostname %s: %w", s.Hostname, err))
+		}
 	}
 	if err := s.assemble(); err != nil {
 		fail(s.TerminationLog, err)

@@ -66,6 +66,9 @@ func Start(outpostBin string, s Spec, logFile string) (*Process, error) {
 	if s.Cgroup != nil {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(s.Cgroup.Fd())
 	}
+	if s.Hostname != "" {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUTS
+	}
 	if err := cmd.Start(); err != nil {
 		readyR.Close()
 		return nil, err

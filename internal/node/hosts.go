@@ -31,10 +31,7 @@ func (w *podWorker) hostsFile(pod *corev1.Pod, ip string) (string, error) {
 	if len(host) > 0 && !bytes.HasSuffix(host, []byte("\n")) {
 		b.WriteByte('\n')
 	}
-	hostname := pod.Name
-	if pod.Spec.Hostname != "" {
-		hostname = pod.Spec.Hostname
-	}
+	hostname := podHostname(pod)
 	switch {
 	case pod.Spec.HostNetwork:
 		// As the kubelet: a hostNetwork pod has the node's names, no entry of its own.
@@ -50,4 +47,30 @@ func (w *podWorker) hostsFile(pod *corev1.Pod, ip string) (string, error) {
 		}
 	}
 	return writeAtomic(w.dir, "etc-hosts", b.Bytes())
+}
+
+// podHostname is the pod's own hostname, as the kubelet gives it:
+// spec.hostname, else the pod's name (at most 63 characters, a DNS label);
+// the FQDN with setHostnameAsFQDN and a subdomain.
+func podHostname(pod *corev1.Pod) string {
+	hostname := pod.Name
+	if pod.Spec.Hostname != "" {
+		hostname = pod.Spec.Hostname
+	}
+	if len(hostname) > 63 {
+		hostname = strings.TrimRight(hostname[:63], "-.")
+	}
+	return hostname
+}
+
+// utsHostname is what a container's UTS namespace is named: none (the
+// host's) for hostNetwork pods.
+func utsHostname(pod *corev1.Pod) string {
+	switch {
+	case pod.Spec.HostNetwork:
+		return ""
+	case pod.Spec.SetHostnameAsFQDN != nil && *pod.Spec.SetHostnameAsFQDN && pod.Spec.Subdomain != "":
+		return podHostname(pod) + "." + pod.Spec.Subdomain + "." + pod.Namespace + ".svc." + clusterDomain
+	}
+	return podHostname(pod)
 }

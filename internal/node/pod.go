@@ -511,7 +511,7 @@ func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.S
 	}
 	mounts = append(mounts, container.Mount{Source: termLog, Target: tmp})
 	return container.Spec{Root: filepath.Join(ctrDir, "root"), Mounts: mounts, Argv: argv, Env: env,
-		WorkingDir: s.spec.WorkingDir, TerminationLog: termLog, Cgroup: pn.Cgroup(), Tmp: tmpDir,
+		WorkingDir: s.spec.WorkingDir, TerminationLog: termLog, Cgroup: pn.Cgroup(), Tmp: tmpDir, Hostname: utsHostname(pod),
 		ReadOnlyRoot: s.spec.SecurityContext != nil && ptr.Deref(s.spec.SecurityContext.ReadOnlyRootFilesystem, false)}, nil
 }
 
@@ -548,6 +548,13 @@ func (w *podWorker) baseEnv(pod *corev1.Pod, ip string) []string {
 			if p.Name != "" {
 				env = append(env, fmt.Sprintf("%s_SERVICE_PORT_%s=%d", prefix, strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")), p.Port))
 			}
+			// The Docker-link variables the kubelet sets too, which older
+			// programs read (FOO_PORT_80_TCP_ADDR and the like).
+			proto := string(p.Protocol)
+			link := fmt.Sprintf("%s_PORT_%d_%s", prefix, p.Port, strings.ToUpper(proto))
+			env = append(env, fmt.Sprintf("%s=%s://%s:%d", link, strings.ToLower(proto), ip, p.Port),
+				fmt.Sprintf("%s_PROTO=%s", link, strings.ToLower(proto)), fmt.Sprintf("%s_PORT=%d", link, p.Port),
+				fmt.Sprintf("%s_ADDR=%s", link, ip))
 		}
 	}
 	return env

@@ -2,6 +2,8 @@ package node_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,4 +109,85 @@ func TestAppContainersWaitAsPodInitializing(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPod(t, c, ns, pod.Name, 30*time.Second, "Succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+}
+
+// The pod's conditions name the containers that hold them back, as the
+// kubelet's do: upstream's conformance test of a failing init container
+// checks the Initialized condition's message.
+func TestConditionsNameTheContainersThatHoldThemBack(t *testing.T) {
+	ns, c := namespace(t)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "held"}, Spec: corev1.PodSpec{
+		RestartPolicy:  corev1.RestartPolicyAlways,
+		InitContainers: []corev1.Container{shell("init1", "false"), shell("init2", "true")},
+		Containers:     []corev1.Container{shell("run1", "sleep 600")},
+	}}
+	createPod(t, c, ns, pod)
+	p := waitPod(t, c, ns, pod.Name, 30*time.Second, "init1 failed once", func(p *corev1.Pod) bool {
+		return len(p.Status.InitContainerStatuses) == 2 && p.Status.InitContainerStatuses[0].RestartCount > 0
+	})
+	want := map[corev1.PodConditionType]string{
+		corev1.PodInitialized:  "containers with incomplete status: [init1 init2]",
+		corev1.PodReady:        "containers with unready status: [run1]",
+		corev1.ContainersReady: "containers with unready status: [run1]",
+	}
+	for _, cond := range p.Status.Conditions {
+		if msg, ok := want[cond.Type]; ok && (cond.Status != corev1.ConditionFalse || cond.Message != msg) {
+			t.Errorf("condition %s: %s %q; want False %q", cond.Type, cond.Status, cond.Message, msg)
+		}
+	}
+}
+
+// Each pod has a hostname of its own (a UTS namespace), as under a container
+// runtime: its name, or spec.hostname; programs that serve their hostname
+// (agnhost serve-hostname) tell pods apart by it. kubectl exec sees it too.
+func TestPodsHaveTheirOwnHostname(t *testing.T) {
+	ns, c := namespace(t)
+	createPod(t, c, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "named"}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{shell("main", "hostname; sleep 600")}}})
+	createPod(t, c, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: corev1.PodSpec{
+		Hostname: "custom", Containers: []corev1.Container{shell("main", "hostname")}}})
+	waitPod(t, c, ns, "named", 30*time.Second, "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	waitPod(t, c, ns, "other", 30*time.Second, "finished", finished)
+	clustertest.Eventually(t, 10*time.Second, "hostnames in the logs", func() error {
+		named := clustertest.Kubectl(t, "-n", ns, "logs", "named")
+		other := clustertest.Kubectl(t, "-n", ns, "logs", "other")
+		if named != "named\n" || other != "custom\n" {
+			return fmt.Errorf("logs %q and %q; want \"named\" and \"custom\"", named, other)
+		}
+		return nil
+	})
+	if out := clustertest.Kubectl(t, "-n", ns, "exec", "named", "--", "hostname"); out != "named\n" {
+		t.Errorf("kubectl exec hostname: %q, want \"named\"", out)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host == "named" {
+		t.Fatal("the host is called like the pod: the test cannot tell them apart")
+	}
+}
+
+// Containers get the variables of the Services of their namespace that exist
+// when they start, Docker-link ones included, as the kubelet gives them.
+func TestServiceEnvironmentVariables(t *testing.T) {
+	ns, c := namespace(t)
+	svc, err := c.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "fooservice"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "none"}, Ports: []corev1.ServicePort{{Port: 8765, Protocol: corev1.ProtocolTCP}}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createPod(t, c, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "env"}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{shell("main", "env")}}})
+	waitPod(t, c, ns, "env", 30*time.Second, "finished", finished)
+	out := clustertest.Kubectl(t, "-n", ns, "logs", "env")
+	ip := svc.Spec.ClusterIP
+	for _, want := range []string{"FOOSERVICE_SERVICE_HOST=" + ip, "FOOSERVICE_SERVICE_PORT=8765", "FOOSERVICE_PORT=tcp://" + ip + ":8765",
+		"FOOSERVICE_PORT_8765_TCP_PROTO=tcp", "FOOSERVICE_PORT_8765_TCP=tcp://" + ip + ":8765",
+		"FOOSERVICE_PORT_8765_TCP_PORT=8765", "FOOSERVICE_PORT_8765_TCP_ADDR=" + ip} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("env lacks %s:\n%s", want, out)
+		}
+	}
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,14 +39,24 @@ func (w *podWorker) statusLocked() corev1.PodStatus {
 	if w.ip != "" {
 		st.PodIP, st.PodIPs = w.ip, []corev1.PodIP{{IP: w.ip}}
 	}
+	// The conditions name the containers that hold them back, as the
+	// kubelet's do ("containers with unready status: [a b]").
+	var incomplete, unready []string
 	for _, s := range w.initStates {
-		st.InitContainerStatuses = append(st.InitContainerStatuses, s.status(s.done && s.state.Terminated != nil && s.state.Terminated.ExitCode == 0))
+		ok := s.done && s.state.Terminated != nil && s.state.Terminated.ExitCode == 0
+		st.InitContainerStatuses = append(st.InitContainerStatuses, s.status(ok))
+		if !ok {
+			incomplete = append(incomplete, s.spec.Name)
+		}
 	}
 	allReady, anyStarted := true, false
 	for _, s := range w.states {
 		st.ContainerStatuses = append(st.ContainerStatuses, s.status(s.ready))
 		allReady = allReady && s.ready
 		anyStarted = anyStarted || s.state.Waiting == nil || s.restarts > 0
+		if !s.ready {
+			unready = append(unready, s.spec.Name)
+		}
 	}
 	switch {
 	case w.final != "":
@@ -57,25 +69,31 @@ func (w *podWorker) statusLocked() corev1.PodStatus {
 
 	// Transition times are left to the status manager, which sees the
 	// conditions' previous statuses in the API.
-	cond := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
-		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason}
+	cond := func(t corev1.PodConditionType, ok bool, reason, message string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: message}
 		if ok {
-			c.Status, c.Reason = corev1.ConditionTrue, ""
+			c.Status, c.Reason, c.Message = corev1.ConditionTrue, "", ""
 		}
 		return c
 	}
+	list := func(what string, names []string) string {
+		if len(names) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("containers with %s status: [%s]", what, strings.Join(names, " "))
+	}
 	done := st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed
-	notReady := "ContainersNotReady"
+	notReady, unreadyMsg := "ContainersNotReady", list("unready", unready)
 	if done {
-		notReady = "PodCompleted"
+		notReady, unreadyMsg = "PodCompleted", ""
 	}
 	ready := allReady && !done && len(w.states) > 0
 	st.Conditions = []corev1.PodCondition{
-		cond(corev1.PodReadyToStartContainers, w.ready2start, ""),
-		cond(corev1.PodInitialized, w.initDone, "ContainersNotInitialized"),
-		cond(corev1.PodReady, ready, notReady),
-		cond(corev1.ContainersReady, ready, notReady),
-		cond(corev1.PodScheduled, true, ""),
+		cond(corev1.PodReadyToStartContainers, w.ready2start, "", ""),
+		cond(corev1.PodInitialized, w.initDone, "ContainersNotInitialized", list("incomplete", incomplete)),
+		cond(corev1.PodReady, ready, notReady, unreadyMsg),
+		cond(corev1.ContainersReady, ready, notReady, unreadyMsg),
+		cond(corev1.PodScheduled, true, "", ""),
 	}
 	return st
 }

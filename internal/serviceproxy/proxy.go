@@ -77,6 +77,9 @@ type Proxy struct {
 // target is what a listener forwards to: one port of one service.
 type target struct {
 	namespace, service, port string // port is the service port's name
+	// affinity is how long a client stays with its endpoint
+	// (sessionAffinity: ClientIP); 0 for none.
+	affinity time.Duration
 }
 
 func (t target) String() string {
@@ -92,6 +95,14 @@ type listener struct {
 	// and re-binding would refuse connections in between.
 	target atomic.Pointer[target]
 	next   atomic.Uint64 // round-robin position
+
+	mu     sync.Mutex
+	sticky map[string]stickyEndpoint // client IP -> its endpoint, with affinity
+}
+
+type stickyEndpoint struct {
+	endpoint string
+	used     time.Time
 }
 
 // New returns a Proxy that reads Services and EndpointSlices through client.
@@ -179,7 +190,7 @@ func (p *Proxy) sync(ctx context.Context, lister corelisters.ServiceLister) {
 	want := map[string]target{}
 	for _, svc := range svcs {
 		for _, sp := range svc.Spec.Ports {
-			t := target{svc.Namespace, svc.Name, sp.Name}
+			t := target{namespace: svc.Namespace, service: svc.Name, port: sp.Name, affinity: affinity(svc)}
 			if !isTCP(sp) {
 				p.note(noted, t.String()+"/"+string(sp.Protocol), "skipping non-TCP service port",
 					"service", t, "port", sp.Port, "protocol", sp.Protocol)
@@ -335,7 +346,7 @@ func (p *Proxy) proxy(ctx context.Context, l *listener, client net.Conn) {
 		p.log.Debug("no ready endpoints", "service", t)
 		return
 	}
-	backend := p.dial(ctx, l, t, eps)
+	backend := p.dial(ctx, l, t, eps, clientIP(client))
 	if backend == nil {
 		return
 	}
@@ -355,14 +366,40 @@ func (p *Proxy) proxy(ctx context.Context, l *listener, client net.Conn) {
 
 // dial connects to the endpoint whose turn it is, moving on to the next one
 // if that fails so that one dead pod costs a retry, not a failed request.
-func (p *Proxy) dial(ctx context.Context, l *listener, t target, eps []string) net.Conn {
+func (p *Proxy) dial(ctx context.Context, l *listener, t target, eps []string, client string) net.Conn {
 	d := net.Dialer{Timeout: dialTimeout}
 	n := uint64(len(eps))
 	start := l.next.Add(1) - 1
+	if t.affinity > 0 {
+		// A client with affinity goes back to its endpoint while it is still
+		// one of the service's and the client came back in time.
+		l.mu.Lock()
+		if st, ok := l.sticky[client]; ok && time.Since(st.used) < t.affinity {
+			if i := slices.Index(eps, st.endpoint); i >= 0 {
+				start = uint64(i)
+			}
+		}
+		l.mu.Unlock()
+	}
 	for i := range n {
 		ep := eps[(start+i)%n]
 		conn, err := d.DialContext(ctx, "tcp", ep)
 		if err == nil {
+			if t.affinity > 0 {
+				l.mu.Lock()
+				if l.sticky == nil {
+					l.sticky = map[string]stickyEndpoint{}
+				}
+				if len(l.sticky) > 4096 {
+					for ip, st := range l.sticky {
+						if time.Since(st.used) >= t.affinity {
+							delete(l.sticky, ip)
+						}
+					}
+				}
+				l.sticky[client] = stickyEndpoint{endpoint: ep, used: time.Now()}
+				l.mu.Unlock()
+			}
 			return conn
 		}
 		p.log.Warn("endpoint unreachable", "service", t, "endpoint", ep, "err", err)
@@ -431,4 +468,26 @@ func pipe(dst, src net.Conn) {
 	} else {
 		dst.Close()
 	}
+}
+
+// affinity is how long a Service keeps a client with one endpoint:
+// sessionAffinity ClientIP, by default for 3 hours as upstream.
+func affinity(svc *corev1.Service) time.Duration {
+	if svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+		return 0
+	}
+	secs := int32(corev1.DefaultClientIPServiceAffinitySeconds)
+	if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		secs = *c.ClientIP.TimeoutSeconds
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// clientIP is the address a connection came from, without its port.
+func clientIP(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
 }

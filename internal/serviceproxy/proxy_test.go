@@ -495,3 +495,30 @@ func TestReservedClusterIPIsLeftAlone(t *testing.T) {
 	}
 	l.Close()
 }
+
+// sessionAffinity ClientIP keeps a client with the endpoint it first got,
+// where round robin would alternate.
+func TestClientIPAffinity(t *testing.T) {
+	port, np := freePort(t, "127.77.0.2"), freePort(t, nodeIP)
+	backend(t, hostport("127.77.0.2", port), "a")
+	backend(t, hostport("127.77.0.3", port), "b")
+	svc := service("sticky", corev1.ServiceTypeNodePort, "10.96.0.11", tcpPort("http", 80, np))
+	svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	start(t, svc, slice("sticky", "sticky-1", map[string]int32{"http": port},
+		endpoint("127.77.0.2", nil), endpoint("127.77.0.3", nil)))
+	addr := hostport(nodeIP, np)
+	waitFor(t, "the service answers", func() bool { _, err := fetch(addr); return err == nil })
+	first, err := fetch(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		got, err := fetch(addr)
+		if err != nil {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+		if got != first {
+			t.Fatalf("fetch %d: %q, want %q again: the client has affinity to its endpoint", i, got, first)
+		}
+	}
+}

@@ -51,8 +51,13 @@ type podWorker struct {
 	terminating bool
 	initStates  []*ctrState
 	states      []*ctrState
+	// reason and message of the pod's status (DeadlineExceeded).
+	reason, message string
 
 	stop   chan time.Duration
+	// specChanged is poked when the pod's spec may have changed (its
+	// activeDeadlineSeconds may be shortened while it runs).
+	specChanged chan struct{}
 	cancel context.CancelFunc
 
 	vanished bool // the pod object is gone from the API; guarded by Agent.mu
@@ -73,7 +78,7 @@ type ctrState struct {
 
 func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
 	w := &podWorker{a: a, ref: podstatus.RefOf(pod), namespace: pod.Namespace, name: pod.Name, pod: pod,
-		dir: filepath.Join(a.cfg.Dir, "pods", string(pod.UID)), stop: make(chan time.Duration, 1)}
+		dir: filepath.Join(a.cfg.Dir, "pods", string(pod.UID)), stop: make(chan time.Duration, 1), specChanged: make(chan struct{}, 1)}
 	// As the kubelet: behind init containers, every container waits as
 	// PodInitializing until it starts.
 	waiting := "ContainerCreating"
@@ -101,6 +106,10 @@ func (w *podWorker) update(pod *corev1.Pod) {
 	w.mu.Lock()
 	w.pod = pod
 	w.mu.Unlock()
+	select {
+	case w.specChanged <- struct{}{}:
+	default:
+	}
 	if pod.DeletionTimestamp != nil {
 		grace := 30 * time.Second
 		if pod.DeletionGracePeriodSeconds != nil {
@@ -162,6 +171,7 @@ func (w *podWorker) run(parent context.Context) {
 	} else {
 		go func() {
 			defer close(stopped)
+			go w.enforceDeadline(ctx, stopped)
 			if !w.setup(ctx) || !w.runInit(ctx) {
 				return
 			}
@@ -598,6 +608,60 @@ func (w *podWorker) finish() {
 		if t := s.state.Terminated; t == nil || t.ExitCode != 0 {
 			w.final = corev1.PodFailed
 		}
+	}
+}
+
+// enforceDeadline ends the pod once it has been active longer than its
+// activeDeadlineSeconds (which may be shortened while it runs), as the
+// kubelet does: its containers stop and it fails with DeadlineExceeded.
+func (w *podWorker) enforceDeadline(ctx context.Context, stopped <-chan struct{}) {
+	for {
+		pod := w.snapshot()
+		var fire <-chan time.Time
+		var timer *time.Timer
+		if d := pod.Spec.ActiveDeadlineSeconds; d != nil {
+			timer = time.NewTimer(time.Until(w.started.Add(time.Duration(*d) * time.Second)))
+			fire = timer.C
+		}
+		var changed bool
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		case <-w.specChanged:
+			changed = true
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if changed {
+			continue
+		}
+		if ctx.Err() != nil || fire == nil {
+			return
+		}
+		select {
+		case <-stopped:
+			return // ended by itself first
+		default:
+		}
+		w.mu.Lock()
+		if w.terminating || w.final != "" {
+			w.mu.Unlock()
+			return
+		}
+		w.terminating = true
+		w.final = corev1.PodFailed
+		w.reason, w.message = "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
+		w.publishLocked()
+		w.mu.Unlock()
+		w.event(corev1.EventTypeNormal, "DeadlineExceeded", w.message)
+		grace := 30 * time.Second
+		if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+			grace = time.Duration(*g) * time.Second
+		}
+		w.stopAll(grace)
+		return
 	}
 }
 

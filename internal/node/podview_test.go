@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
 
@@ -189,5 +190,25 @@ func TestServiceEnvironmentVariables(t *testing.T) {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("env lacks %s:\n%s", want, out)
 		}
+	}
+}
+
+// A pod active longer than its activeDeadlineSeconds is ended and fails with
+// reason DeadlineExceeded, also when the deadline is shortened while it runs.
+func TestActiveDeadlineEndsThePod(t *testing.T) {
+	ns, c := namespace(t)
+	createPod(t, c, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "deadline"}, Spec: corev1.PodSpec{
+		ActiveDeadlineSeconds: ptr.To[int64](600), Containers: []corev1.Container{shell("main", "sleep 600")}}})
+	waitPod(t, c, ns, "deadline", 30*time.Second, "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	patch := []byte(`{"spec":{"activeDeadlineSeconds":2}}`)
+	if _, err := c.CoreV1().Pods(ns).Patch(context.Background(), "deadline", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := waitPod(t, c, ns, "deadline", 30*time.Second, "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if p.Status.Reason != "DeadlineExceeded" {
+		t.Errorf("reason %q, message %q; want DeadlineExceeded", p.Status.Reason, p.Status.Message)
+	}
+	if cs := p.Status.ContainerStatuses; len(cs) != 1 || cs[0].State.Terminated == nil {
+		t.Errorf("container statuses %+v; want the container terminated", cs)
 	}
 }

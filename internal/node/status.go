@@ -35,7 +35,8 @@ func (w *podWorker) publishLocked() {
 // statusLocked derives the pod's status from what the worker knows, the way
 // the kubelet computes phase and conditions.
 func (w *podWorker) statusLocked() corev1.PodStatus {
-	st := corev1.PodStatus{StartTime: &w.started, HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}}
+	st := corev1.PodStatus{StartTime: &w.started, HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}},
+		Reason: w.reason, Message: w.message}
 	if w.ip != "" {
 		st.PodIP, st.PodIPs = w.ip, []corev1.PodIP{{IP: w.ip}}
 	}

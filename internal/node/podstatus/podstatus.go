@@ -274,6 +274,9 @@ func merge(current, wanted corev1.PodStatus, now metav1.Time) corev1.PodStatus {
 	out.Phase, out.StartTime = w.Phase, w.StartTime
 	out.HostIP, out.HostIPs, out.PodIP, out.PodIPs = w.HostIP, w.HostIPs, w.PodIP, w.PodIPs
 	out.InitContainerStatuses, out.ContainerStatuses = w.InitContainerStatuses, w.ContainerStatuses
+	if w.Reason != "" { // why the node ended the pod (DeadlineExceeded)
+		out.Reason, out.Message = w.Reason, w.Message
+	}
 	ours := map[corev1.PodConditionType]bool{}
 	for i, c := range w.Conditions {
 		ours[c.Type] = true

@@ -139,7 +139,7 @@ var imageShims = []imageShim{
 		// applets, so `sh -c` in such an image is busybox sh, not the host's.
 		name:    func(n string) bool { return strings.HasPrefix(n, "busybox") },
 		cmd:     []string{"sh"},
-		program: busyboxApplet(nil),
+		program: imageShell(busyboxApplet(nil)),
 		applets: true,
 	},
 	{
@@ -163,7 +163,7 @@ var imageShims = []imageShim{
 				p, err := agnhost(b)
 				return []string{p}, err
 			}
-			return busyboxApplet(map[string]bool{"sh": true, "ash": true})(word, b)
+			return imageShell(func(string, Binaries) ([]string, error) { return nil, nil })(word, b)
 		},
 	},
 	{
@@ -268,6 +268,26 @@ var busybox = sync.OnceValues(func() (struct {
 	}
 	return bb, nil
 })
+
+// imageShell runs `sh` (and `ash`) of an image built on busybox as the
+// host's bash in POSIX mode, other words as other does. Not Debian's busybox
+// ash: it drops environment variables whose names are not shell identifiers
+// (a ConfigMap key such as data-1 given with envFrom) before running a
+// program, where the real image's in-process applets (`sh -c env`) still see
+// them; bash passes them on, and runs what ash runs.
+func imageShell(other func(word string, b Binaries) ([]string, error)) func(word string, b Binaries) ([]string, error) {
+	return func(word string, b Binaries) ([]string, error) {
+		switch path.Base(word) {
+		case "sh", "ash":
+			p, err := exec.LookPath("bash")
+			if err != nil {
+				return nil, fmt.Errorf("the shell of images built on busybox is the host's bash, which is missing: %w", err)
+			}
+			return []string{p, "--posix"}, nil
+		}
+		return other(word, b)
+	}
+}
 
 // busyboxApplet maps a command word (sh, /bin/sh, ls, ...) to busybox running
 // that applet; only applets in only, when only is not nil.

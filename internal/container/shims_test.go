@@ -20,6 +20,10 @@ func TestImageShims(t *testing.T) {
 	if err != nil {
 		t.Fatalf("busybox images need Debian's busybox (scripts/deps.sh): %v", err)
 	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("the shell of images built on busybox is bash: %v", err)
+	}
 	python3, err := exec.LookPath("python3")
 	if err != nil {
 		t.Fatalf("python images need python3 (scripts/deps.sh): %v", err)
@@ -42,11 +46,11 @@ func TestImageShims(t *testing.T) {
 		{"pause image by digest", corev1.Container{Image: "registry.k8s.io/pause@sha256:0123"},
 			[]string{"/opt/outpost", "pause"}, ""},
 		{"busybox default shell", corev1.Container{Image: "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"},
-			[]string{busybox, "sh"}, ""},
+			[]string{bash, "--posix"}, ""},
 		{"busybox sh -c", corev1.Container{Image: "busybox", Command: []string{"sh", "-c", "echo $(PORT)"}},
-			[]string{busybox, "sh", "-c", "echo 8080"}, ""},
+			[]string{bash, "--posix", "-c", "echo 8080"}, ""},
 		{"busybox /bin/sh in args", corev1.Container{Image: "busybox:1.36", Args: []string{"/bin/sh", "-c", "true"}},
-			[]string{busybox, "sh", "-c", "true"}, ""},
+			[]string{bash, "--posix", "-c", "true"}, ""},
 		{"busybox applet", corev1.Container{Image: "docker.io/library/busybox:latest", Command: []string{"sleep", "10"}},
 			[]string{busybox, "sleep", "10"}, ""},
 		{"busybox non-applet stays on the host", corev1.Container{Image: "busybox", Command: []string{"/opt/tool", "x"}},
@@ -57,8 +61,8 @@ func TestImageShims(t *testing.T) {
 			[]string{agnhost, "pause"}, ""},
 		{"agnhost /agnhost command", corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.56", Command: []string{"/agnhost", "serve-hostname"}},
 			[]string{agnhost, "serve-hostname"}, ""},
-		{"agnhost shell is busybox", corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.56", Command: []string{"/bin/sh", "-c", "true"}},
-			[]string{busybox, "sh", "-c", "true"}, ""},
+		{"agnhost shell", corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.56", Command: []string{"/bin/sh", "-c", "true"}},
+			[]string{bash, "--posix", "-c", "true"}, ""},
 		{"python default", corev1.Container{Image: "python:3.11-slim"},
 			[]string{python3}, ""},
 		{"python command", corev1.Container{Image: "python:3.12", Command: []string{"python", "-m", "http.server"}},

@@ -54,11 +54,11 @@ type podWorker struct {
 	// reason and message of the pod's status (DeadlineExceeded).
 	reason, message string
 
-	stop   chan time.Duration
+	stop chan time.Duration
 	// specChanged is poked when the pod's spec may have changed (its
 	// activeDeadlineSeconds may be shortened while it runs).
 	specChanged chan struct{}
-	cancel context.CancelFunc
+	cancel      context.CancelFunc
 
 	vanished bool // the pod object is gone from the API; guarded by Agent.mu
 }

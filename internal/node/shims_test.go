@@ -16,22 +16,29 @@ import (
 	"outpost.dev/outpost/internal/clustertest"
 )
 
-// TestBusyboxImageRunsBusyboxShell: in a busybox image, `sh` is busybox's
-// shell, not the host's dash: `${x//a/b}` is a busybox (ash) expansion that
-// dash refuses with "Bad substitution". The image's default command (`sh`)
-// runs too, instead of ending in CreateContainerConfigError.
-func TestBusyboxImageRunsBusyboxShell(t *testing.T) {
+// TestBusyboxImageShell: in a busybox image, `sh` is not the host's dash:
+// `${x//a/b}` is an expansion of busybox's ash (and bash) that dash refuses
+// with "Bad substitution"; and, as in the real image, a program the shell runs
+// sees environment variables whose names are not shell identifiers (a
+// ConfigMap key such as data-1 given with envFrom). The image's default
+// command (`sh`) runs too, instead of ending in CreateContainerConfigError.
+func TestBusyboxImageShell(t *testing.T) {
 	ns, c := namespace(t)
+	if _, err := c.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "keys"},
+		Data: map[string]string{"data-1": "value-1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	createPod(t, c, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "bb"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
 		Name: "main", Image: "registry.k8s.io/e2e-test-images/busybox:1.37.0-1",
-		Command: []string{"sh", "-c", `x=dash; echo "${x//dash/busybox}"`},
+		Command: []string{"sh", "-c", `x=dash; echo "${x//dash/busybox}"; env | grep '^data-1='`},
+		EnvFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "keys"}}}},
 	}}}})
 	createPod(t, c, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "bb-default"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
 		Name: "main", Image: "busybox:1.36",
 	}}}})
 	p := waitPod(t, c, ns, "bb", 30*time.Second, "finished", finished)
-	if out := clustertest.Kubectl(t, "-n", ns, "logs", "bb"); p.Status.Phase != corev1.PodSucceeded || out != "busybox\n" {
-		t.Fatalf("phase %s, logs %q: want Succeeded and \"busybox\" from busybox sh", p.Status.Phase, out)
+	if out := clustertest.Kubectl(t, "-n", ns, "logs", "bb"); p.Status.Phase != corev1.PodSucceeded || out != "busybox\ndata-1=value-1\n" {
+		t.Fatalf("phase %s, logs %q: want Succeeded, \"busybox\" from the image's shell and data-1=value-1 from env", p.Status.Phase, out)
 	}
 	p = waitPod(t, c, ns, "bb-default", 30*time.Second, "finished", finished)
 	if p.Status.Phase != corev1.PodSucceeded {

@@ -259,8 +259,15 @@ func Processes(marker string) []string {
 // environment, and returns its standard output, standard error and exit code.
 func Run(t testing.TB, env []string, name string, args ...string) (string, string, int) {
 	t.Helper()
+	return RunWithInput(t, nil, env, name, args...)
+}
+
+// RunWithInput is Run with stdin as the command's standard input.
+func RunWithInput(t testing.TB, stdin io.Reader, env []string, name string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

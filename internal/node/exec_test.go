@@ -26,19 +26,7 @@ import (
 // stdout, stderr and the exit code, for commands expected to fail too.
 func kubectl(t *testing.T, stdin io.Reader, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", clustertest.Cluster.Kubeconfig}, args...)...)
-	cmd.Stdin = stdin
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		return stdout.String(), stderr.String(), exit.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return stdout.String(), stderr.String(), 0
+	return clustertest.RunWithInput(t, stdin, nil, "kubectl", append([]string{"--kubeconfig", clustertest.Cluster.Kubeconfig}, args...)...)
 }
 
 // A path no host has: seeing it proves a command runs in the container's

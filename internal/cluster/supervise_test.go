@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -15,28 +14,10 @@ import (
 	"outpost.dev/outpost/internal/clustertest"
 )
 
-// syncBuffer is a log written by the supervisor and its child while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestSupervisorBacksOffAndLogsWhy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := &syncBuffer{}
+	log := &clustertest.Log{}
 	var mu sync.Mutex
 	restarts := 0
 	errc := make(chan error, 1)
@@ -87,7 +68,7 @@ func TestSupervisorStopsItsComponent(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		errc <- cluster.RunSupervisor(ctx, func() *exec.Cmd { return exec.Command("sleep", "600") },
-			&syncBuffer{}, time.Second, time.Second, 5*time.Second, func(pid, _ int, _ string) {
+			&clustertest.Log{}, time.Second, time.Second, 5*time.Second, func(pid, _ int, _ string) {
 				if pid != 0 {
 					pids <- pid
 				}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -279,4 +280,22 @@ func RunWithInput(t testing.TB, stdin io.Reader, env []string, name string, args
 		t.Fatal(err)
 	}
 	return stdout.String(), stderr.String(), 0
+}
+
+// Log is a log destination that goroutines write while a test reads it.
+type Log struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

@@ -53,20 +53,22 @@ func (a *Agent) streamTarget(rw http.ResponseWriter, r *http.Request) *podWorker
 }
 
 func (a *Agent) serveExec(rw http.ResponseWriter, r *http.Request) {
-	opts, err := remotecommandserver.NewOptions(r)
-	if err != nil {
-		http.Error(rw, err.Error(), http.StatusBadRequest)
-		return
-	}
-	w := a.streamTarget(rw, r)
-	if w == nil {
-		return
-	}
-	remotecommandserver.ServeExec(rw, r, streams{w}, w.name, w.ref.UID, r.PathValue("container"), r.URL.Query()["command"],
-		opts, streamIdleTimeout, remotecommandconsts.DefaultStreamCreationTimeout, remotecommandconsts.SupportedStreamingProtocols)
+	a.serveRemoteCommand(rw, r, func(st streams, w *podWorker, opts *remotecommandserver.Options) {
+		remotecommandserver.ServeExec(rw, r, st, w.name, w.ref.UID, r.PathValue("container"), r.URL.Query()["command"],
+			opts, streamIdleTimeout, remotecommandconsts.DefaultStreamCreationTimeout, remotecommandconsts.SupportedStreamingProtocols)
+	})
 }
 
 func (a *Agent) serveAttach(rw http.ResponseWriter, r *http.Request) {
+	a.serveRemoteCommand(rw, r, func(st streams, w *podWorker, opts *remotecommandserver.Options) {
+		remotecommandserver.ServeAttach(rw, r, st, w.name, w.ref.UID, r.PathValue("container"),
+			opts, streamIdleTimeout, remotecommandconsts.DefaultStreamCreationTimeout, remotecommandconsts.SupportedStreamingProtocols)
+	})
+}
+
+// serveRemoteCommand reads an exec or attach request's options and its pod,
+// then hands both to serve.
+func (a *Agent) serveRemoteCommand(rw http.ResponseWriter, r *http.Request, serve func(streams, *podWorker, *remotecommandserver.Options)) {
 	opts, err := remotecommandserver.NewOptions(r)
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
@@ -76,8 +78,7 @@ func (a *Agent) serveAttach(rw http.ResponseWriter, r *http.Request) {
 	if w == nil {
 		return
 	}
-	remotecommandserver.ServeAttach(rw, r, streams{w}, w.name, w.ref.UID, r.PathValue("container"),
-		opts, streamIdleTimeout, remotecommandconsts.DefaultStreamCreationTimeout, remotecommandconsts.SupportedStreamingProtocols)
+	serve(streams{w}, w, opts)
 }
 
 func (a *Agent) servePortForward(rw http.ResponseWriter, r *http.Request) {

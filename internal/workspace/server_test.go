@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"outpost.dev/outpost/internal/clustertest"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ import (
 )
 
 // logs collects what the workspaces of a test log.
-var logs syncBuffer
+var logs clustertest.Log
 
 // start runs a workspace on a free loopback port and returns an admin client.
 func start(t *testing.T, dir string, heartbeat time.Duration) (*client.Client, func()) {

@@ -57,6 +57,11 @@ type ClusterFacts struct {
 	AllocatableMemory string `json:"allocatableMemory,omitempty"`
 	AllocatableGPU    string `json:"allocatableGPU,omitempty"`
 	AgentVersion      string `json:"agentVersion,omitempty"`
+	// Nodes are the cluster's nodes with their capacity, and InstanceTypes
+	// its instance types (defaultinstancetype always among them): the
+	// workspace checks jobs against them when they are submitted.
+	Nodes         []NodeFacts    `json:"nodes,omitempty"`
+	InstanceTypes []InstanceType `json:"instanceTypes,omitempty"`
 }
 
 // Extension is the ML extension (or another) installed in a connected cluster.
@@ -110,6 +115,8 @@ type Compute struct {
 	ProvisioningState  string   `json:"provisioningState"`
 	ProvisioningErrors []string `json:"provisioningErrors,omitempty"`
 	Warnings           []string `json:"warnings,omitempty"`
+	// InstanceTypes are those of the attached cluster, as last reported.
+	InstanceTypes []InstanceType `json:"instanceTypes,omitempty"`
 }
 
 // Identity of a compute.
@@ -139,6 +146,7 @@ type Error struct {
 const (
 	KindExtension = "Extension"
 	KindCompute   = "Compute"
+	KindJob       = "Job"
 )
 
 // SyncResponse answers an agent's long poll GET .../sync?since=R: the
@@ -171,6 +179,7 @@ type DesiredObject struct {
 	Generation int64             `json:"generation"`
 	Extension  *DesiredExtension `json:"extension,omitempty"`
 	Compute    *DesiredCompute   `json:"compute,omitempty"`
+	Job        *DesiredJob       `json:"job,omitempty"`
 }
 
 // Ref names the object.
@@ -194,6 +203,49 @@ type DesiredCompute struct {
 	CreateNamespace bool   `json:"createNamespace,omitempty"`
 }
 
+// DesiredJob is a job the workspace wants run on the cluster: the agent
+// makes a TrainingJob of it in Namespace, with a Secret holding the job's
+// credential, which reaches that job's files on the workspace only. The
+// command, inputs and outputs are not here: the job's pods fetch them with
+// the credential (api.JobRun).
+type DesiredJob struct {
+	Name          string        `json:"name"` // the job's name in its workspace
+	ResourceGroup string        `json:"resourceGroup"`
+	Workspace     string        `json:"workspace"`
+	Compute       string        `json:"compute"`
+	Namespace     string        `json:"namespace"`
+	Token         string        `json:"token"`
+	Image         string        `json:"image"`
+	InstanceType  string        `json:"instanceType"` // defaultinstancetype when the job named none
+	InstanceCount int           `json:"instanceCount"`
+	Distribution  *Distribution `json:"distribution,omitempty"`
+	ShmSize       string        `json:"shmSize,omitempty"`
+	// TimeoutSeconds is limits.timeout: the job fails when it runs longer.
+	TimeoutSeconds int64 `json:"timeoutSeconds,omitempty"`
+	// Cancel asks the cluster to end the job's pods.
+	Cancel bool `json:"cancel,omitempty"`
+}
+
+// Phases of a job on a cluster, as its training operator reports them.
+const (
+	ClusterJobQueued    = "Queued"    // waiting for room (Message says for what)
+	ClusterJobStarting  = "Starting"  // pods placed, not all running yet
+	ClusterJobRunning   = "Running"   // every pod runs
+	ClusterJobSucceeded = "Succeeded" // every pod ended with 0
+	ClusterJobFailed    = "Failed"    // Reason and Message say why
+	ClusterJobCanceled  = "Canceled"  // cancelled; its pods are gone
+)
+
+// JobReport is the state of one job on the cluster.
+type JobReport struct {
+	ID        string     `json:"id"` // the job's resource id
+	Phase     string     `json:"phase"`
+	Reason    string     `json:"reason,omitempty"` // OOMKilled, DeadlineExceeded, Error, ...
+	Message   string     `json:"message,omitempty"`
+	StartTime *time.Time `json:"startTime,omitempty"`
+	EndTime   *time.Time `json:"endTime,omitempty"`
+}
+
 // AgentReport is the heartbeat of an agent: the cluster's facts, and what
 // changed since the last report the workspace acknowledged.
 type AgentReport struct {
@@ -206,6 +258,9 @@ type AgentReport struct {
 	// Namespaces of the cluster, when they changed since the last
 	// acknowledged report (nil otherwise: a cluster always has some).
 	Namespaces []string `json:"namespaces,omitempty"`
+	// Jobs whose state on the cluster changed since the last acknowledged
+	// report.
+	Jobs []JobReport `json:"jobs,omitempty"`
 }
 
 // ExtensionReport is the state of one extension in the cluster.

@@ -72,6 +72,16 @@ if ! $outpost ml compute show --resource-group outpost --workspace-name ws --nam
 fi
 $outpost ml compute show --resource-group outpost --workspace-name ws --name local-compute
 
+# A data scientist's turn: the Azure ML job file of examples/jobs/sklearn-iris runs as it is
+# (its compute is azureml:local-compute), its log streams, and the trained model comes back.
+step "outpost ml job create -f examples/jobs/sklearn-iris/job.yml ... (then stream it)"
+job=$($outpost ml job create -f examples/jobs/sklearn-iris/job.yml --resource-group outpost --workspace-name ws --query name -o tsv)
+$outpost ml job stream --name "$job" --resource-group outpost --workspace-name ws
+
+step "outpost ml job download --name $job --all --download-path $wsdir-downloads/$job"
+$outpost ml job download --name "$job" --resource-group outpost --workspace-name ws --all --download-path "$wsdir-downloads/$job"
+find "$wsdir-downloads/$job" -type f | sort
+
 cat <<MSG
 
 The cluster and the workspace are still running. Try:
@@ -80,6 +90,8 @@ The cluster and the workspace are still running. Try:
   $outpost cluster status
   $outpost connectedk8s list
   $outpost k8s-extension show --name arcml-extension --cluster-type connectedClusters --cluster-name local --resource-group outpost -o yaml
+  $outpost ml job create -f examples/jobs/hello-world/job.yml --resource-group outpost --workspace-name ws --stream
+  $outpost ml job list --resource-group outpost --workspace-name ws
 To stop everything:
   kill \$(cat $wsdir.pid)            # the workspace
   $outpost cluster down          # the cluster (add --purge to delete its state)

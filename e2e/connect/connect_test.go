@@ -8,12 +8,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,115 +28,25 @@ func TestMain(m *testing.M) { clustertest.Main(m) }
 // heartbeat of the test workspace: Offline shows after two missed ones.
 const heartbeat = time.Second
 
-// workspace is a running `outpost workspace serve` and a login to it.
-type workspace struct {
-	t     *testing.T
-	dir   string
-	addr  string
-	login string // OUTPOST_CONFIG of the user
-	cmd   *exec.Cmd
-}
+type workspace = clustertest.Workspace
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func startWorkspace(t *testing.T) *workspace { return clustertest.StartWorkspace(t, heartbeat) }
 
-func startWorkspace(t *testing.T) *workspace {
-	w := &workspace{t: t, dir: t.TempDir(), addr: freePort(t)}
-	w.login = filepath.Join(w.dir, "login.json")
-	w.serve()
-	t.Cleanup(w.stop)
-	out, errOut, code := w.outpost("login", "--url", "https://"+w.addr, "--token", w.adminToken(), "--ca-file", filepath.Join(w.dir, "data", "tls", "ca.crt"))
-	if code != 0 {
-		t.Fatalf("login: %s %s", out, errOut)
-	}
-	return w
-}
-
-func (w *workspace) serve() {
-	w.t.Helper()
-	w.cmd = exec.Command(clustertest.Cluster.Outpost, "workspace", "serve", "--addr", w.addr, "--data-dir", filepath.Join(w.dir, "data"),
-		"--heartbeat", heartbeat.String())
-	log, _ := os.OpenFile(filepath.Join(w.dir, "workspace.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	w.cmd.Stdout, w.cmd.Stderr = log, log
-	if err := w.cmd.Start(); err != nil {
-		w.t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", w.addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	w.t.Fatal("workspace did not listen")
-}
-
-func (w *workspace) stop() {
-	if w.cmd != nil && w.cmd.Process != nil {
-		w.cmd.Process.Signal(syscall.SIGTERM)
-		w.cmd.Wait()
-		w.cmd = nil
-	}
-}
-
-func (w *workspace) kill9() {
-	w.cmd.Process.Kill()
-	w.cmd.Wait()
-	w.cmd = nil
-}
-
-func (w *workspace) adminToken() string {
-	data, err := os.ReadFile(filepath.Join(w.dir, "data", "admin-token"))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return strings.TrimSpace(string(data))
-}
-
-// outpost runs the CLI as the logged-in user against the test cluster.
-func (w *workspace) outpost(args ...string) (string, string, int) {
-	w.t.Helper()
-	return clustertest.Run(w.t, []string{"OUTPOST_CONFIG=" + w.login, "KUBECONFIG=" + clustertest.Cluster.Kubeconfig},
-		clustertest.Cluster.Outpost, args...)
-}
-
-// must runs the CLI and fails the test on a non-zero exit.
-func (w *workspace) must(args ...string) string {
-	w.t.Helper()
-	out, errOut, code := w.outpost(args...)
-	if code != 0 {
-		w.t.Fatalf("outpost %s: exit %d\n%s\n%s\n--- workspace log ---\n%s", strings.Join(args, " "), code, out, errOut, w.log())
-	}
-	return out
-}
-
-func (w *workspace) log() string {
-	data, _ := os.ReadFile(filepath.Join(w.dir, "workspace.log"))
-	return string(data)
-}
-
-func (w *workspace) cluster(name string) api.ConnectedCluster {
-	w.t.Helper()
+func showCluster(w *workspace, name string) api.ConnectedCluster {
+	w.T.Helper()
 	var c api.ConnectedCluster
-	if err := json.Unmarshal([]byte(w.must("connectedk8s", "show", "-n", name, "-g", "rg", "-o", "json")), &c); err != nil {
-		w.t.Fatal(err)
+	if err := json.Unmarshal([]byte(w.Must("connectedk8s", "show", "-n", name, "-g", "rg", "-o", "json")), &c); err != nil {
+		w.T.Fatal(err)
 	}
 	return c
 }
 
-func (w *workspace) extension(name string) api.Extension {
-	w.t.Helper()
+func showExtension(w *workspace, name string) api.Extension {
+	w.T.Helper()
 	var e api.Extension
-	if err := json.Unmarshal([]byte(w.must("k8s-extension", "show", "--name", name, "--cluster-type", "connectedClusters",
+	if err := json.Unmarshal([]byte(w.Must("k8s-extension", "show", "--name", name, "--cluster-type", "connectedClusters",
 		"--cluster-name", "c1", "--resource-group", "rg", "-o", "json")), &e); err != nil {
-		w.t.Fatal(err)
+		w.T.Fatal(err)
 	}
 	return e
 }
@@ -147,13 +55,13 @@ func (w *workspace) extension(name string) api.Extension {
 func create(w *workspace, name string, settings ...string) string {
 	args := []string{"k8s-extension", "create", "--name", name, "--extension-type", "Microsoft.AzureML.Kubernetes",
 		"--cluster-type", "connectedClusters", "--cluster-name", "c1", "--resource-group", "rg", "--scope", "cluster"}
-	return w.must(append(args, settings...)...)
+	return w.Must(append(args, settings...)...)
 }
 
 // deleteAndWaitEmpty deletes the extension and waits until nothing of it is
 // left in the cluster.
 func deleteAndWaitEmpty(t *testing.T, w *workspace, name string) {
-	w.must("k8s-extension", "delete", "--name", name, "--cluster-type", "connectedClusters", "--cluster-name", "c1", "--resource-group", "rg", "--yes")
+	w.Must("k8s-extension", "delete", "--name", name, "--cluster-type", "connectedClusters", "--cluster-name", "c1", "--resource-group", "rg", "--yes")
 	clustertest.Eventually(t, 60*time.Second, "namespace azureml gone", func() error {
 		_, err := clustertest.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), "azureml", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -198,12 +106,12 @@ func TestSeedFlow(t *testing.T) {
 	if !strings.Contains(out, "Connected") {
 		t.Fatalf("connect printed:\n%s", out)
 	}
-	c := w.cluster("c1")
+	c := showCluster(w, "c1")
 	if c.ConnectivityStatus != api.Connected || !strings.HasPrefix(c.Facts.KubernetesVersion, "v1.34") || c.Facts.TotalNodeCount != 1 ||
 		c.Facts.Distribution != "generic" || c.Facts.AllocatableCPU == "" || c.LastConnectivityTime == nil {
 		t.Fatalf("connectedk8s show: %+v", c)
 	}
-	if out := w.must("connectedk8s", "list", "-o", "table"); !strings.Contains(out, "c1") || !strings.Contains(out, "Connected") {
+	if out := w.Must("connectedk8s", "list", "-o", "table"); !strings.Contains(out, "c1") || !strings.Contains(out, "Connected") {
 		t.Fatalf("connectedk8s list:\n%s", out)
 	}
 
@@ -239,14 +147,14 @@ func TestSeedFlow(t *testing.T) {
 	}
 	for i, sc := range scenarios {
 		ok := t.Run(sc.name, func(t *testing.T) {
-			w.t = t
+			w.T = t
 			start := time.Now()
 			out := create(w, "arcml-extension", sc.settings...)
 			if !strings.Contains(out, "Installed") {
 				t.Fatalf("create printed:\n%s", out)
 			}
 			t.Logf("create -> Installed in %.1fs", time.Since(start).Seconds())
-			e := w.extension("arcml-extension")
+			e := showExtension(w, "arcml-extension")
 			if e.InstallState != api.InstallInstalled || e.ProvisioningState != api.StateSucceeded {
 				t.Fatalf("show: %+v", e)
 			}
@@ -267,22 +175,22 @@ func TestSeedFlow(t *testing.T) {
 			t.FailNow()
 		}
 	}
-	w.t = t
+	w.T = t
 
 	// A device plugin that runs already is reported, not doubled.
 	t.Run("NVIDIA device plugin already running", func(t *testing.T) {
-		w.t = t
+		w.T = t
 		ds := `{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"nvidia-device-plugin-daemonset","namespace":"kube-system"},
 "spec":{"selector":{"matchLabels":{"app":"ndp"}},"template":{"metadata":{"labels":{"app":"ndp"}},
 "spec":{"nodeSelector":{"gpu":"none"},"containers":[{"name":"p","image":"nvcr.io/nvidia/k8s-device-plugin:v0.17.0","command":["true"]}]}}}}`
 		applyJSON(t, ds)
 		defer clustertest.Kubectl(t, "delete", "daemonset", "nvidia-device-plugin-daemonset", "-n", "kube-system")
-		out, errOut, code := w.outpost("k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
+		out, errOut, code := w.Outpost("k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
 			"--cluster-name", "c1", "--resource-group", "rg", "--config", "installNvidiaDevicePlugin=True")
 		if code == 0 || !strings.Contains(errOut, "an NVIDIA device plugin already runs in this cluster (DaemonSet kube-system/nvidia-device-plugin-daemonset)") {
 			t.Fatalf("update: exit %d\n%s\n%s", code, out, errOut)
 		}
-		if e := w.extension("arcml-extension"); e.InstallState != api.InstallFailed {
+		if e := showExtension(w, "arcml-extension"); e.InstallState != api.InstallFailed {
 			t.Fatalf("installState %s, want Failed", e.InstallState)
 		}
 		// The refused setting did not tear down what runs. Failed is the
@@ -290,38 +198,38 @@ func TestSeedFlow(t *testing.T) {
 		// whatever it would have removed is gone by now.
 		allRunning(t)
 		// Back to the working settings.
-		w.must("k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
+		w.Must("k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
 			"--cluster-name", "c1", "--resource-group", "rg", "--config", "installNvidiaDevicePlugin=False")
 	})
-	w.t = t
+	w.T = t
 
 	t.Run("a component that cannot run fails the install with its reason", func(t *testing.T) {
-		w.t = t
+		w.T = t
 		args := []string{"k8s-extension", "update", "--name", "arcml-extension", "--cluster-type", "connectedClusters",
 			"--cluster-name", "c1", "--resource-group", "rg", "--config"}
-		out, errOut, code := w.outpost(append(args, "nodeSelector.pool=nowhere")...)
+		out, errOut, code := w.Outpost(append(args, "nodeSelector.pool=nowhere")...)
 		if code == 0 || !strings.Contains(errOut, "cluster-status-reporter: pod cluster-status-reporter-") || !strings.Contains(errOut, "Unschedulable") {
 			t.Fatalf("update to an impossible nodeSelector: exit %d\n%s\n%s", code, out, errOut)
 		}
 		// An empty value removes the key; the install recovers.
-		w.must(append(args, "nodeSelector.pool=")...)
+		w.Must(append(args, "nodeSelector.pool=")...)
 		allRunning(t)
 	})
-	w.t = t
+	w.T = t
 
 	// Attach the cluster with the extension of the last scenario installed.
 	id := "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/c1"
 	var comp api.Compute
-	out = w.must("ml", "compute", "attach", "--resource-group", "rg", "--workspace-name", "ws", "--name", "amlarc-compute",
+	out = w.Must("ml", "compute", "attach", "--resource-group", "rg", "--workspace-name", "ws", "--name", "amlarc-compute",
 		"--resource-id", id, "--type", "kubernetes", "--identity-type", "SystemAssigned", "-o", "json")
 	if err := json.Unmarshal([]byte(out), &comp); err != nil || comp.ProvisioningState != api.StateSucceeded || comp.Namespace != "default" || comp.Identity.PrincipalID == "" {
 		t.Fatalf("attach: %s (%v)", out, err)
 	}
-	if out := w.must("ml", "compute", "list", "-g", "rg", "-w", "ws"); !strings.Contains(out, "amlarc-compute") || !strings.Contains(out, "Succeeded") {
+	if out := w.Must("ml", "compute", "list", "-g", "rg", "-w", "ws"); !strings.Contains(out, "amlarc-compute") || !strings.Contains(out, "Succeeded") {
 		t.Fatalf("compute list:\n%s", out)
 	}
-	w.must("ml", "compute", "detach", "-g", "rg", "-w", "ws", "-n", "amlarc-compute", "--yes")
-	if _, errOut, code := w.outpost("ml", "compute", "show", "-g", "rg", "-w", "ws", "-n", "amlarc-compute"); code == 0 || !strings.Contains(errOut, "not found") {
+	w.Must("ml", "compute", "detach", "-g", "rg", "-w", "ws", "-n", "amlarc-compute", "--yes")
+	if _, errOut, code := w.Outpost("ml", "compute", "show", "-g", "rg", "-w", "ws", "-n", "amlarc-compute"); code == 0 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("show after detach: exit %d %s", code, errOut)
 	}
 	deleteAndWaitEmpty(t, w, "arcml-extension")
@@ -352,9 +260,9 @@ func mustDecode(t *testing.T, b64 string) []byte {
 // deletes it again and waits until its agent's namespace is gone.
 func connectC1(t *testing.T, w *workspace, args ...string) string {
 	t.Helper()
-	out := w.must(append([]string{"connectedk8s", "connect", "--name", "c1", "--resource-group", "rg"}, args...)...)
+	out := w.Must(append([]string{"connectedk8s", "connect", "--name", "c1", "--resource-group", "rg"}, args...)...)
 	t.Cleanup(func() {
-		w.outpost("connectedk8s", "delete", "--name", "c1", "--resource-group", "rg", "--yes")
+		w.Outpost("connectedk8s", "delete", "--name", "c1", "--resource-group", "rg", "--yes")
 		clustertest.Eventually(t, 60*time.Second, "agent namespace gone", func() error {
 			for _, ns := range []string{"azure-arc", "azureml"} {
 				if _, err := clustertest.Cluster.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {

@@ -93,22 +93,22 @@ func TestFaultsAndProxy(t *testing.T) {
 	}
 
 	t.Run("workspace killed with -9 and restarted", func(t *testing.T) {
-		w.t = t
-		w.kill9()
-		w.serve()
+		w.T = t
+		w.Kill9()
+		w.Serve()
 		clustertest.Eventually(t, 60*time.Second, "agent reconnected by itself", func() error {
-			if c := w.cluster("c1"); c.ConnectivityStatus != api.Connected {
+			if c := showCluster(w, "c1"); c.ConnectivityStatus != api.Connected {
 				return fmt.Errorf("connectivity %s", c.ConnectivityStatus)
 			}
 			return nil
 		})
-		if e := w.extension("arcml-extension"); e.InstallState != api.InstallInstalled || e.Generation != 1 {
+		if e := showExtension(w, "arcml-extension"); e.InstallState != api.InstallInstalled || e.Generation != 1 {
 			t.Fatalf("extension after the restart: %+v", e)
 		}
 	})
 
 	t.Run("agent pod deleted", func(t *testing.T) {
-		w.t = t
+		w.T = t
 		pods := clustertest.Cluster.Client.CoreV1().Pods("azure-arc")
 		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "app=outpost-agent"})
 		if err != nil || len(list.Items) != 1 {
@@ -125,7 +125,7 @@ func TestFaultsAndProxy(t *testing.T) {
 			}
 			for _, p := range list.Items {
 				if p.Name != old && p.Status.Phase == "Running" {
-					if c := w.cluster("c1"); c.ConnectivityStatus == api.Connected {
+					if c := showCluster(w, "c1"); c.ConnectivityStatus == api.Connected {
 						return nil
 					}
 				}
@@ -169,17 +169,19 @@ func TestFaultsAndProxy(t *testing.T) {
 			sort.Strings(changed)
 			t.Fatalf("the agent wrote objects again although nothing changed (uid/resourceVersion):\n%s", strings.Join(changed, "\n"))
 		}
-		rs, err := clustertest.Cluster.Client.AppsV1().ReplicaSets("azureml").List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(rs.Items) != 1 {
-			t.Fatalf("%d ReplicaSets of the status reporter, want 1", len(rs.Items))
+		for _, app := range []string{"cluster-status-reporter", "training-operator"} {
+			rs, err := clustertest.Cluster.Client.AppsV1().ReplicaSets("azureml").List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs.Items) != 1 {
+				t.Fatalf("%d ReplicaSets of %s, want 1", len(rs.Items), app)
+			}
 		}
 	})
 
 	t.Run("agent stopped shows Offline within two heartbeats", func(t *testing.T) {
-		w.t = t
+		w.T = t
 		clustertest.Kubectl(t, "scale", "deployment/outpost-agent", "-n", "azure-arc", "--replicas=0")
 		clustertest.Eventually(t, 30*time.Second, "agent pod gone", func() error {
 			list, _ := clustertest.Cluster.Client.CoreV1().Pods("azure-arc").List(ctx, metav1.ListOptions{})
@@ -190,7 +192,7 @@ func TestFaultsAndProxy(t *testing.T) {
 		})
 		stopped := time.Now()
 		clustertest.Eventually(t, 10*time.Second, "Offline", func() error {
-			if c := w.cluster("c1"); c.ConnectivityStatus != api.Offline {
+			if c := showCluster(w, "c1"); c.ConnectivityStatus != api.Offline {
 				return fmt.Errorf("connectivity %s", c.ConnectivityStatus)
 			}
 			return nil
@@ -201,7 +203,7 @@ func TestFaultsAndProxy(t *testing.T) {
 		}
 		clustertest.Kubectl(t, "scale", "deployment/outpost-agent", "-n", "azure-arc", "--replicas=1")
 		clustertest.Eventually(t, 60*time.Second, "Connected again", func() error {
-			if c := w.cluster("c1"); c.ConnectivityStatus != api.Connected {
+			if c := showCluster(w, "c1"); c.ConnectivityStatus != api.Connected {
 				return fmt.Errorf("connectivity %s", c.ConnectivityStatus)
 			}
 			return nil
@@ -270,10 +272,10 @@ func TestValidationThroughCLI(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			w.t = t
+			w.T = t
 			args := []string{"k8s-extension", "create", "--name", "arcml-extension", "--extension-type", "Microsoft.AzureML.Kubernetes",
 				"--cluster-type", "connectedClusters", "--cluster-name", "c1", "--resource-group", "rg", "--no-wait"}
-			out, errOut, code := w.outpost(append(args, tc.settings...)...)
+			out, errOut, code := w.Outpost(append(args, tc.settings...)...)
 			if code == 0 || !strings.Contains(errOut, tc.want) {
 				t.Fatalf("exit %d, stderr %q; want a failure saying %q\n%s", code, errOut, tc.want, out)
 			}
@@ -281,7 +283,7 @@ func TestValidationThroughCLI(t *testing.T) {
 				t.Fatal("output shows key material")
 			}
 			var list []api.Extension
-			if err := json.Unmarshal([]byte(w.must("k8s-extension", "list", "-g", "rg", "-c", "c1", "-o", "json")), &list); err != nil || len(list) != 0 {
+			if err := json.Unmarshal([]byte(w.Must("k8s-extension", "list", "-g", "rg", "-c", "c1", "-o", "json")), &list); err != nil || len(list) != 0 {
 				t.Fatalf("stored although invalid: %v %v", list, err)
 			}
 		})

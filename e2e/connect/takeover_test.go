@@ -46,7 +46,7 @@ func agentGone(t *testing.T) {
 // notFound asserts that the CLI says a resource does not exist.
 func notFound(t *testing.T, w *workspace, what string, args ...string) {
 	t.Helper()
-	out, errOut, code := w.outpost(args...)
+	out, errOut, code := w.Outpost(args...)
 	if code == 0 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("%s: exit %d, want not found\n%s\n%s", what, code, out, errOut)
 	}
@@ -65,7 +65,7 @@ func TestConnectTakeover(t *testing.T) {
 			w    *workspace
 			name string
 		}{{w, "a"}, {w, "b"}, {w2, "c"}} {
-			d.w.outpost("connectedk8s", "delete", "--name", d.name, "--resource-group", "rg", "--yes")
+			d.w.Outpost("connectedk8s", "delete", "--name", d.name, "--resource-group", "rg", "--yes")
 		}
 		agentGone(t)
 	})
@@ -74,15 +74,15 @@ func TestConnectTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w.must("connectedk8s", "connect", "--name", "a", "--resource-group", "rg")
-	if c := w.cluster("a"); c.ConnectivityStatus != api.Connected || c.ClusterIdentity != string(kubeSystem.UID) {
+	w.Must("connectedk8s", "connect", "--name", "a", "--resource-group", "rg")
+	if c := showCluster(w, "a"); c.ConnectivityStatus != api.Connected || c.ClusterIdentity != string(kubeSystem.UID) {
 		t.Fatalf("connected as a: %+v, want Connected with identity %s", c, kubeSystem.UID)
 	}
 	ext := func(cluster string, args ...string) []string {
 		return append([]string{"k8s-extension", args[0], "--name", "ml", "--cluster-type", "connectedClusters",
 			"--cluster-name", cluster, "--resource-group", "rg"}, args[1:]...)
 	}
-	if out := w.must(ext("a", "create", "--extension-type", "Microsoft.AzureML.Kubernetes", "--scope", "cluster",
+	if out := w.Must(ext("a", "create", "--extension-type", "Microsoft.AzureML.Kubernetes", "--scope", "cluster",
 		"--config", "enableTraining=True")...); !strings.Contains(out, "Installed") {
 		t.Fatalf("extension on a:\n%s", out)
 	}
@@ -90,12 +90,12 @@ func TestConnectTakeover(t *testing.T) {
 
 	// Refused, in this workspace and in another one, before anything is
 	// registered or installed.
-	urlA := "https://" + w.addr
+	urlA := "https://" + w.Addr
 	for _, tc := range []struct {
 		w    *workspace
 		name string
 	}{{w, "b"}, {w2, "c"}} {
-		out, errOut, code := tc.w.outpost("connectedk8s", "connect", "--name", tc.name, "--resource-group", "rg")
+		out, errOut, code := tc.w.Outpost("connectedk8s", "connect", "--name", tc.name, "--resource-group", "rg")
 		if code == 0 || !strings.Contains(errOut, "already connected as rg/a to workspace "+urlA) || !strings.Contains(errOut, "--force") ||
 			!strings.Contains(errOut, "connectedk8s delete --name a --resource-group rg") {
 			t.Fatalf("connect the cluster as %s: exit %d, want a refusal naming rg/a of %s\n%s\n%s", tc.name, code, urlA, out, errOut)
@@ -109,21 +109,21 @@ func TestConnectTakeover(t *testing.T) {
 		t.Fatalf("a refused connect changed the agent's secret: serves %s (version %s), was %s (version %s)",
 			serves(after), after.ResourceVersion, serves(before), before.ResourceVersion)
 	}
-	if c := w.cluster("a"); c.ConnectivityStatus != api.Connected {
+	if c := showCluster(w, "a"); c.ConnectivityStatus != api.Connected {
 		t.Fatalf("a after the refusals: %+v", c)
 	}
 	var e api.Extension
-	if err := json.Unmarshal([]byte(w.must(ext("a", "show", "-o", "json")...)), &e); err != nil || e.InstallState != api.InstallInstalled {
+	if err := json.Unmarshal([]byte(w.Must(ext("a", "show", "-o", "json")...)), &e); err != nil || e.InstallState != api.InstallInstalled {
 		t.Fatalf("a's extension after the refusals: %+v (%v)", e, err)
 	}
 
 	// --force in the same workspace: b serves, a is deleted with its
 	// extension, so nothing of it claims to be Installed.
-	_, errOut, code := w.outpost("connectedk8s", "connect", "--name", "b", "--resource-group", "rg", "--force")
+	_, errOut, code := w.Outpost("connectedk8s", "connect", "--name", "b", "--resource-group", "rg", "--force")
 	if code != 0 || !strings.Contains(errOut, "--force: deleted registration /resourceGroups/rg/connectedClusters/a") {
-		t.Fatalf("connect --force as b: exit %d\n%s\n--- workspace log ---\n%s", code, errOut, w.log())
+		t.Fatalf("connect --force as b: exit %d\n%s\n--- workspace log ---\n%s", code, errOut, w.Log())
 	}
-	if c := w.cluster("b"); c.ConnectivityStatus != api.Connected {
+	if c := showCluster(w, "b"); c.ConnectivityStatus != api.Connected {
 		t.Fatalf("b after --force: %+v", c)
 	}
 	if s := agentSecret(t); serves(s) != "rg/b of "+urlA {
@@ -132,39 +132,39 @@ func TestConnectTakeover(t *testing.T) {
 	notFound(t, w, "a after --force", "connectedk8s", "show", "--name", "a", "--resource-group", "rg")
 	notFound(t, w, "a's extension after --force", ext("a", "show")...)
 	var list []api.ConnectedCluster
-	if err := json.Unmarshal([]byte(w.must("connectedk8s", "list", "-o", "json")), &list); err != nil || len(list) != 1 || list[0].Name != "b" {
+	if err := json.Unmarshal([]byte(w.Must("connectedk8s", "list", "-o", "json")), &list); err != nil || len(list) != 1 || list[0].Name != "b" {
 		t.Fatalf("list after --force: %+v (%v), want b alone", list, err)
 	}
 
 	// delete removes the agent; connecting again right away works without
 	// --force (it waits for the old agent's namespace to go).
-	if out := w.must("connectedk8s", "delete", "--name", "b", "--resource-group", "rg", "--yes"); !strings.Contains(out, "removed its agent") {
+	if out := w.Must("connectedk8s", "delete", "--name", "b", "--resource-group", "rg", "--yes"); !strings.Contains(out, "removed its agent") {
 		t.Fatalf("delete b:\n%s", out)
 	}
-	w.must("connectedk8s", "connect", "--name", "a", "--resource-group", "rg")
-	if c := w.cluster("a"); c.ConnectivityStatus != api.Connected {
+	w.Must("connectedk8s", "connect", "--name", "a", "--resource-group", "rg")
+	if c := showCluster(w, "a"); c.ConnectivityStatus != api.Connected {
 		t.Fatalf("a after delete and connect: %+v", c)
 	}
 
 	// --force from another workspace: that workspace's registration cannot
 	// be deleted with this login, so it stays, and the CLI says so.
-	_, errOut, code = w2.outpost("connectedk8s", "connect", "--name", "c", "--resource-group", "rg", "--force")
+	_, errOut, code = w2.Outpost("connectedk8s", "connect", "--name", "c", "--resource-group", "rg", "--force")
 	if code != 0 || !strings.Contains(errOut, "registration rg/a of workspace "+urlA+" no longer has an agent") {
 		t.Fatalf("connect --force from another workspace: exit %d\n%s", code, errOut)
 	}
-	if s := agentSecret(t); serves(s) != "rg/c of https://"+w2.addr {
+	if s := agentSecret(t); serves(s) != "rg/c of https://"+w2.Addr {
 		t.Fatalf("after --force from another workspace the agent serves %s", serves(s))
 	}
 	// Deleting the left registration must not remove the agent that now
 	// serves the other workspace.
-	out := w.must("connectedk8s", "delete", "--name", "a", "--resource-group", "rg", "--yes")
-	if !strings.Contains(out, "nothing removed from the cluster") || !strings.Contains(out, "rg/c of workspace https://"+w2.addr) {
+	out := w.Must("connectedk8s", "delete", "--name", "a", "--resource-group", "rg", "--yes")
+	if !strings.Contains(out, "nothing removed from the cluster") || !strings.Contains(out, "rg/c of workspace https://"+w2.Addr) {
 		t.Fatalf("delete of the left registration:\n%s", out)
 	}
-	if s := agentSecret(t); serves(s) != "rg/c of https://"+w2.addr || s.DeletionTimestamp != nil {
+	if s := agentSecret(t); serves(s) != "rg/c of https://"+w2.Addr || s.DeletionTimestamp != nil {
 		t.Fatalf("deleting the left registration touched the agent: serves %s", serves(s))
 	}
-	if c := w2.cluster("c"); c.ConnectivityStatus != api.Connected {
+	if c := showCluster(w2, "c"); c.ConnectivityStatus != api.Connected {
 		t.Fatalf("c after the old registration's delete: %+v", c)
 	}
 }

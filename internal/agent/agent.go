@@ -45,8 +45,14 @@ type Agent struct {
 	wake      chan struct{} // report now
 
 	// acked is the last report the workspace acknowledged: later reports
-	// carry only what differs from it. Only reportLoop touches it.
-	acked api.AgentReport
+	// carry only what differs from it. Only reportLoop touches it, and
+	// lastInstanceTypes, the instance types last read.
+	acked             api.AgentReport
+	lastInstanceTypes []api.InstanceType
+
+	jobWatch jobWatch
+	// bg holds the goroutines Run waits for before it returns.
+	bg sync.WaitGroup
 }
 
 // Run connects to the workspace and keeps the cluster converged on what it
@@ -74,8 +80,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		base: fmt.Sprintf("%s/agent/v1/resourceGroups/%s/connectedClusters/%s", cfg.WorkspaceURL,
 			url.PathEscape(cfg.ResourceGroup), url.PathEscape(cfg.Cluster)),
 		objects: map[api.ObjectRef]api.DesiredObject{}, applied: map[string]applied{}, heartbeat: 10 * time.Second, wake: make(chan struct{}, 1)}
-	go a.reportLoop(ctx)
+	a.bg.Go(func() { a.reportLoop(ctx) })
 	a.syncLoop(ctx)
+	a.bg.Wait()
 	return nil
 }
 
@@ -210,8 +217,9 @@ func (a *Agent) kick() {
 }
 
 // reportLoop heartbeats: every heartbeat, every second while an extension is
-// still rolling out (so that Installed shows up quickly), and right after an
-// apply.
+// still rolling out (so that Installed shows up quickly), right after an
+// apply, and as soon as a job's state changes (the changes that come while a
+// report is made and sent go together in the next).
 func (a *Agent) reportLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		full := a.report(ctx)

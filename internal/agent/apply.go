@@ -41,9 +41,10 @@ type applied struct {
 // reconciler per kind: computes get their namespaces; a changed extension is
 // rendered and applied by server-side apply (idempotent: applying the same
 // state again changes nothing), then what it no longer renders is pruned; a
-// deleted one is pruned whole. After a reset, extensions the cluster has but
-// the workspace no longer wants are pruned too. It returns the objects to
-// apply again later.
+// deleted one is pruned whole; a job gets its TrainingJob, a deleted one
+// loses it. After a reset, extensions and jobs the cluster has but the
+// workspace no longer wants are pruned too. It returns the objects to apply
+// again later.
 func (a *Agent) apply(ctx context.Context, cs changeSet) (retry map[api.ObjectRef]bool) {
 	retry = map[api.ObjectRef]bool{}
 	for _, ref := range a.reconcileComputes(ctx, cs.changed, nil) {
@@ -58,6 +59,29 @@ func (a *Agent) apply(ctx context.Context, cs changeSet) (retry map[api.ObjectRe
 			nodes = a.nodeCount(ctx)
 		}
 		if err := a.applyExtension(ctx, *o.Extension, nodes); err != nil {
+			retry[ref] = true
+		}
+	}
+	// Jobs after extensions: the one that installs the TrainingJob CRD may
+	// be in the same answer.
+	for ref, o := range cs.changed {
+		if o.Kind != api.KindJob {
+			continue
+		}
+		if err := a.applyJob(ctx, o.ID, o.Job); err != nil {
+			a.log.Error("apply job", "job", o.ID, "err", err)
+			if !errors.Is(err, errBadJob) {
+				retry[ref] = true
+			}
+		}
+	}
+	for ref, o := range cs.deleted {
+		if o.Kind != api.KindJob {
+			continue
+		}
+		if err := a.deleteJob(ctx, o.ID, o.Job); err != nil {
+			// Retried as after a reset (see syncLoop): pruneOrphanJobs finds it.
+			a.log.Error("delete job", "job", o.ID, "err", err)
 			retry[ref] = true
 		}
 	}
@@ -85,6 +109,10 @@ func (a *Agent) apply(ctx context.Context, cs changeSet) (retry map[api.ObjectRe
 		if err := a.pruneRemoved(ctx, wanted); err != nil {
 			a.log.Error("prune deleted extensions", "err", err)
 			retry[api.ObjectRef{Kind: api.KindExtension}] = true // no object of the cache: pruned again as after a reset
+		}
+		if err := a.pruneOrphanJobs(ctx); err != nil {
+			a.log.Error("prune deleted jobs", "err", err)
+			retry[api.ObjectRef{Kind: api.KindJob}] = true
 		}
 	}
 	return retry

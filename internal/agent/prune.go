@@ -34,6 +34,14 @@ const (
 	inventoryKey   = "kinds"                 // one "apiVersion kind" a line
 )
 
+// An object annotated on-remove: keep stays when its extension no longer
+// renders it or is removed: deleting a CRD deletes every object of its
+// kind, and users' InstanceTypes must outlive turning training off.
+const (
+	annotationOnRemove = "outpost.dev/on-remove"
+	onRemoveKeep       = "keep"
+)
+
 func inventoryName(ext string) string { return "outpost-inventory-" + ext }
 
 // inventory returns the inventory to apply with objs: the kinds of objs added
@@ -205,7 +213,8 @@ func (a *Agent) pruneKind(ctx context.Context, ext string, k schema.GroupVersion
 	var errs []error
 	policy := metav1.DeletePropagationBackground
 	for _, o := range list.Items {
-		if kept[objectKey(k.GroupKind(), o.GetNamespace(), o.GetName())] || o.GetDeletionTimestamp() != nil {
+		if kept[objectKey(k.GroupKind(), o.GetNamespace(), o.GetName())] || o.GetDeletionTimestamp() != nil ||
+			o.GetAnnotations()[annotationOnRemove] == onRemoveKeep {
 			continue
 		}
 		opts := metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: ptr.To(o.GetUID())}}

@@ -128,9 +128,9 @@ func (a *Agent) reconcileComputes(ctx context.Context, changed map[api.ObjectRef
 	return failed
 }
 
-// report gathers the heartbeat: facts about the cluster, its namespaces and
+// report gathers the heartbeat: facts about the cluster, its namespaces,
 // the state of every extension the agent has, as of the revision it has
-// applied.
+// applied, and that of every job on the cluster.
 func (a *Agent) report(ctx context.Context) api.AgentReport {
 	a.mu.Lock()
 	rev, outcomes := a.revision, a.applied
@@ -148,6 +148,7 @@ func (a *Agent) report(ctx context.Context) api.AgentReport {
 	for _, e := range a.extensions() {
 		rep.Extensions = append(rep.Extensions, a.evaluate(ctx, e, outcomes[e.Name]))
 	}
+	rep.Jobs = a.jobReports(ctx)
 	return rep
 }
 
@@ -164,5 +165,6 @@ func changedSince(acked, full api.AgentReport) api.AgentReport {
 			rep.Extensions = append(rep.Extensions, e)
 		}
 	}
+	rep.Jobs = changedJobs(acked.Jobs, full.Jobs)
 	return rep
 }

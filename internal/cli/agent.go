@@ -55,6 +55,6 @@ func extensionComponentCmd() *cobra.Command {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 		return statusreporter.Run(cmd.Context(), kube, o)
 	}
-	cmd.AddCommand(sr)
+	cmd.AddCommand(sr, trainingOperatorCmd())
 	return cmd
 }

@@ -47,23 +47,37 @@ func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		return 1
+	err := root.ExecuteContext(ctx)
+	var exit *exitCodeError
+	var stopped *interruptedError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return exit.code
+	case errors.As(err, &stopped):
+		fmt.Fprintln(os.Stderr, stopped.msg)
+		return 130
 	}
-	return 0
+	fmt.Fprintln(os.Stderr, "error:", err)
+	return 1
 }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:               "outpost",
-		Short:             "Machine learning on Kubernetes clusters you own",
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkRequiredNotEmpty(cmd) },
+		Use:           "outpost",
+		Short:         "Machine learning on Kubernetes clusters you own",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkRequiredNotEmpty(cmd); err != nil {
+				return err
+			}
+			return checkOutputFlags(cmd)
+		},
 	}
 	root.AddCommand(versionCmd(), clusterCmd(), nodeCmd(), workspaceCmd(), loginCmd(), connectedk8sCmd(),
-		k8sExtensionCmd(), mlCmd(), agentCmd(), extensionComponentCmd())
+		k8sExtensionCmd(), mlCmd(), agentCmd(), extensionComponentCmd(), jobCmd())
 	return root
 }
 
@@ -89,16 +103,12 @@ func checkRequiredNotEmpty(cmd *cobra.Command) error {
 	return err
 }
 
-func outputFlag(cmd *cobra.Command) *string {
-	return cmd.Flags().StringP("output", "o", "table", "output format: table, json or yaml")
-}
-
 func versionCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "version", Short: "Print the version and commit", Args: cobra.NoArgs}
 	out := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v := map[string]string{"version": version.Version, "commit": version.Commit}
-		return output.Print(cmd.OutOrStdout(), *out, v, func() output.Table {
+		return printResult(cmd, *out, v, func() output.Table {
 			return output.Table{Header: []string{"VERSION", "COMMIT"}, Rows: [][]string{{version.Version, version.Commit}}}
 		})
 	}
@@ -194,15 +204,12 @@ func clusterCmd() *cobra.Command {
 	status := &cobra.Command{Use: "status", Short: "Show what runs", Args: cobra.NoArgs}
 	out := outputFlag(status)
 	status.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*out); err != nil {
-			return err
-		}
 		c, err := load()
 		if err != nil {
 			return err
 		}
 		st := c.Status(cmd.Context())
-		return output.Print(cmd.OutOrStdout(), *out, st, func() output.Table {
+		return printResult(cmd, *out, st, func() output.Table {
 			t := output.Table{Header: []string{"COMPONENT", "STATE", "PID", "LOG"}}
 			for _, cs := range st.Components {
 				state, pid := cs.State, "-"

@@ -63,9 +63,6 @@ func mlCmd() *cobra.Command {
 	_ = attach.MarkFlagRequired("resource-id")
 	attachOut := outputFlag(attach)
 	attach.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*attachOut); err != nil {
-			return err
-		}
 		c, err := connect()
 		if err != nil {
 			return err
@@ -91,7 +88,7 @@ func mlCmd() *cobra.Command {
 				}
 			}
 		}
-		if err := output.Print(cmd.OutOrStdout(), *attachOut, comp, computeTable(comp)); err != nil {
+		if err := printResult(cmd, *attachOut, comp, computeTable(comp)); err != nil {
 			return err
 		}
 		if comp.ProvisioningState == api.StateFailed {
@@ -104,7 +101,26 @@ func mlCmd() *cobra.Command {
 	ids(show, true)
 	showOut := outputFlag(show)
 	show.RunE = func(cmd *cobra.Command, _ []string) error {
-		return fetchAndPrint(cmd, *showOut, computePath(rg, ws, name), func(c api.Compute) func() output.Table { return computeTable(c) })
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		var comp api.Compute
+		if err := c.Do(cmd.Context(), "GET", computePath(rg, ws, name), nil, &comp); err != nil {
+			return err
+		}
+		if err := printResult(cmd, *showOut, comp, computeTable(comp)); err != nil {
+			return err
+		}
+		// The table has room for the compute only: its cluster's instance
+		// types follow as a table of their own (json and yaml hold them in
+		// the object).
+		if (showOut.Format == "table" || showOut.Format == "") && showOut.Query == "" && len(comp.InstanceTypes) > 0 {
+			fmt.Fprintln(cmd.OutOrStdout())
+			t := instanceTypeTable(comp.InstanceTypes)
+			return output.Print(cmd.OutOrStdout(), output.Options{Format: "table"}, comp.InstanceTypes, func() output.Table { return t })
+		}
+		return nil
 	}
 
 	list := &cobra.Command{Use: "list", Short: "List computes", Args: cobra.NoArgs}
@@ -130,6 +146,6 @@ func mlCmd() *cobra.Command {
 		return nil
 	}
 	compute.AddCommand(attach, show, list, detach)
-	ml.AddCommand(compute)
+	ml.AddCommand(compute, mlJobCmd(), mlEnvironmentCmd(), mlDataCmd(), mlWorkspaceCmd())
 	return ml
 }

@@ -78,9 +78,6 @@ func connectedk8sCmd() *cobra.Command {
 	connectC.Flags().BoolVar(&force, "force", false, "connect a cluster that is already connected under another name or to another workspace: its registrations in this workspace are deleted with their extensions")
 	out := outputFlag(connectC)
 	connectC.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*out); err != nil {
-			return err
-		}
 		if proxy != "" {
 			if err := agent.CheckProxy(proxy); err != nil {
 				return fmt.Errorf("--proxy-https: %w", err)
@@ -163,7 +160,7 @@ func connectedk8sCmd() *cobra.Command {
 		}
 		c.AgentToken = ""
 		c.Replaced = nil
-		return output.Print(cmd.OutOrStdout(), *out, c, clusterTable(c))
+		return printResult(cmd, *out, c, clusterTable(c))
 	}
 
 	show := &cobra.Command{Use: "show", Short: "Show a connected cluster", Args: cobra.NoArgs}

@@ -26,6 +26,8 @@ var multiValueFlags = map[string]bool{
 	"--config": true, "--configuration-settings": true,
 	"--config-protected": true, "--configuration-protected-settings": true,
 	"--user-assigned-identities": true,
+	// az's --set takes several expressions too: --set a=1 b=2.
+	"--set": true, "--remove": true,
 }
 
 func rewriteMultiValue(args []string) []string {
@@ -176,7 +178,7 @@ func (f *extensionFlags) ids(c *cobra.Command) {
 	c.Flags().StringVarP(&f.name, "name", "n", "", "extension name")
 	c.Flags().StringVarP(&f.rg, "resource-group", "g", "", "resource group")
 	c.Flags().StringVarP(&f.cluster, "cluster-name", "c", "", "connected cluster name")
-	c.Flags().StringVarP(&f.clusterType, "cluster-type", "t", "connectedClusters", "connectedClusters or managedClusters")
+	enumVar(c, &f.clusterType, "cluster-type", "t", "connectedClusters", "cluster type", "connectedClusters", "managedClusters")
 	for _, req := range []string{"name", "resource-group", "cluster-name"} {
 		_ = c.MarkFlagRequired(req)
 	}
@@ -246,9 +248,6 @@ func k8sExtensionCmd() *cobra.Command {
 	_ = create.MarkFlagRequired("extension-type")
 	createOut := outputFlag(create)
 	create.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*createOut); err != nil {
-			return err
-		}
 		req, err := cf.request()
 		if err != nil {
 			return err
@@ -272,9 +271,6 @@ func k8sExtensionCmd() *cobra.Command {
 	uf.settings(update)
 	updateOut := outputFlag(update)
 	update.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := output.Validate(*updateOut); err != nil {
-			return err
-		}
 		req, err := uf.request()
 		if err != nil {
 			return err
@@ -303,7 +299,7 @@ func k8sExtensionCmd() *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List a cluster's extensions", Args: cobra.NoArgs}
 	list.Flags().StringVarP(&lf.rg, "resource-group", "g", "", "resource group")
 	list.Flags().StringVarP(&lf.cluster, "cluster-name", "c", "", "connected cluster name")
-	list.Flags().StringVarP(&lf.clusterType, "cluster-type", "t", "connectedClusters", "connectedClusters or managedClusters")
+	enumVar(list, &lf.clusterType, "cluster-type", "t", "connectedClusters", "cluster type", "connectedClusters", "managedClusters")
 	_ = list.MarkFlagRequired("resource-group")
 	_ = list.MarkFlagRequired("cluster-name")
 	listOut := outputFlag(list)
@@ -382,7 +378,7 @@ func settingsHelp() string {
 
 // finishExtension shows warnings, waits for Installed (unless --no-wait) with
 // a progress line per change, and prints the result.
-func finishExtension(cmd *cobra.Command, ws *client.Client, e api.Extension, f extensionFlags, format string) error {
+func finishExtension(cmd *cobra.Command, ws *client.Client, e api.Extension, f extensionFlags, format output.Options) error {
 	for _, w := range e.Warnings {
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 	}
@@ -393,7 +389,7 @@ func finishExtension(cmd *cobra.Command, ws *client.Client, e api.Extension, f e
 			return err
 		}
 	}
-	return output.Print(cmd.OutOrStdout(), format, e, extensionTable(e))
+	return printResult(cmd, format, e, extensionTable(e))
 }
 
 func waitExtension(ctx context.Context, ws *client.Client, e api.Extension, progress io.Writer) (api.Extension, error) {

@@ -101,10 +101,7 @@ func connect() (*client.Client, error) {
 
 // fetchAndPrint GETs path from the workspace into a T and prints it in the
 // chosen format, the table made by table: what every show and list does.
-func fetchAndPrint[T any](cmd *cobra.Command, format, path string, table func(T) func() output.Table) error {
-	if err := output.Validate(format); err != nil {
-		return err
-	}
+func fetchAndPrint[T any](cmd *cobra.Command, o output.Options, path string, table func(T) func() output.Table) error {
 	ws, err := connect()
 	if err != nil {
 		return err
@@ -113,5 +110,5 @@ func fetchAndPrint[T any](cmd *cobra.Command, format, path string, table func(T)
 	if err := ws.Do(cmd.Context(), "GET", path, nil, &v); err != nil {
 		return err
 	}
-	return output.Print(cmd.OutOrStdout(), format, v, table(v))
+	return printResult(cmd, o, v, table(v))
 }

@@ -13,12 +13,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/artifacts"
 	"outpost.dev/outpost/internal/atomicfile"
 )
 
@@ -106,6 +109,71 @@ func New(cfg Config) (*Client, error) {
 		tc.RootCAs = pool
 	}
 	return &Client{cfg: cfg, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}}, nil
+}
+
+// HTTPClient is the client's HTTP client: it trusts the workspace's CA and
+// bounds each call to 60 s.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+// BaseURL is the workspace's URL, without a trailing slash.
+func (c *Client) BaseURL() string { return strings.TrimSuffix(c.cfg.URL, "/") }
+
+// Token is the credential the client sends. Never print it.
+func (c *Client) Token() string { return c.cfg.Token }
+
+// streaming is an HTTP client on the same transport (connections and CA)
+// without the 60 s bound on a whole call: a transfer of a big file takes
+// what it takes, and its caller bounds it with its context instead.
+func (c *Client) streaming() *http.Client { return &http.Client{Transport: c.http.Transport} }
+
+// Artifacts is a datastore client for workspace ws of group rg, with the
+// client's login.
+func (c *Client) Artifacts(rg, ws string) *artifacts.Client {
+	return &artifacts.Client{
+		HTTP:  c.streaming(),
+		Base:  c.BaseURL() + "/resourceGroups/" + url.PathEscape(rg) + "/workspaces/" + url.PathEscape(ws),
+		Token: c.cfg.Token,
+	}
+}
+
+// Raw sends a request whose body (when not nil) is streamed as is, and
+// returns the answer for its caller to read and close; a non-2xx answer is
+// returned as a *StatusError instead (its body read). No timeout applies
+// but ctx's: it serves long polls and big transfers.
+func (c *Client) Raw(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	if body != nil && contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	}))
+	resp, err := c.streaming().Do(req)
+	if err != nil {
+		if wrote.Load() && !safeMethod(method) {
+			return nil, &MaybeAppliedError{Method: method, Path: path, URL: c.cfg.URL, Err: err}
+		}
+		return nil, fmt.Errorf("workspace %s: %w", c.cfg.URL, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, statusError(method, path, resp)
+}
+
+func statusError(method, path string, resp *http.Response) error {
+	se := &StatusError{Code: resp.StatusCode}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || json.Unmarshal(data, &se.Body) != nil || se.Body.Message == "" {
+		se.Body.Message = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+	}
+	return se
 }
 
 // CloseIdleConnections closes the connections no call uses now. A

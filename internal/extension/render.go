@@ -77,8 +77,8 @@ type RenderOptions struct {
 }
 
 // Render returns the manifests of the extension for s, in apply order:
-// namespace, service accounts, RBAC, secrets and configuration, workloads,
-// services. Only components that do real work in Outpost are rendered; see
+// namespace, custom resource definitions, service accounts, RBAC, secrets
+// and configuration, workloads, services. Only components that do real work in Outpost are rendered; see
 // Unsupported for the settings that ask for more.
 //
 // s is expected to come from Parse; Render still refuses the combinations
@@ -88,7 +88,14 @@ func Render(s Settings, o RenderOptions) ([]*unstructured.Unstructured, error) {
 		return nil, err
 	}
 	r := renderer{s: s, o: o}
+	// InstanceTypes are for training and inference alike (checkRender
+	// ensures one of them is on).
+	r.crds = append(r.crds, r.instanceTypeCRD())
 	r.statusReporter()
+	if s.EnableTraining {
+		r.crds = append(r.crds, r.trainingJobCRD())
+		r.trainingOperator()
+	}
 	if s.EnableInference {
 		r.router()
 	}
@@ -97,6 +104,7 @@ func Render(s Settings, o RenderOptions) ([]*unstructured.Unstructured, error) {
 	}
 
 	typed := []runtime.Object{r.namespace()}
+	typed = append(typed, r.crds...)
 	typed = append(typed, r.accounts...)
 	typed = append(typed, r.rbac...)
 	out, err := unstructuredAll(typed)
@@ -139,8 +147,8 @@ func Unsupported(s Settings) []string {
 			"job and endpoint metrics arrive with the metrics component")
 	}
 	if s.InstallVolcano {
-		w = append(w, keyInstallVolcano+"=True: Outpost does not deploy Volcano yet; "+
-			"gang scheduling arrives with the training operator")
+		w = append(w, keyInstallVolcano+"=True: Outpost does not deploy Volcano; "+
+			"the training operator places all the pods of a job at once or none of them (gang admission) in its stead")
 	}
 	if s.InstallDcgmExporter {
 		w = append(w, keyInstallDcgmExporter+"=True: Outpost does not deploy the DCGM exporter yet; "+
@@ -186,6 +194,7 @@ type renderer struct {
 	s Settings
 	o RenderOptions
 
+	crds      []runtime.Object
 	accounts  []runtime.Object
 	rbac      []runtime.Object
 	config    []runtime.Object

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -24,15 +25,26 @@ var testOpts = RenderOptions{Name: testExt, Image: "outpost:v0.1.0", NodeCount: 
 var (
 	baseHead = []string{
 		"Namespace/azureml",
-		"ServiceAccount/cluster-status-reporter",
+		"CustomResourceDefinition/instancetypes.amlarc.azureml.com",
 	}
+	reporterSA = "ServiceAccount/cluster-status-reporter"
+	// inferenceHead: inference only, no TrainingJobs.
+	inferenceHead = objList(baseHead, reporterSA)
+	// trainingHead: with training, whatever else is on.
+	trainingHead = objList(baseHead, "CustomResourceDefinition/trainingjobs.training.outpost.dev",
+		reporterSA, "ServiceAccount/training-operator")
 	baseRBAC = []string{
 		"ClusterRole/" + testExt + "-cluster-status-reporter",
 		"ClusterRoleBinding/" + testExt + "-cluster-status-reporter",
 		"Role/cluster-status-reporter",
 		"RoleBinding/cluster-status-reporter",
 	}
-	reporterID = "Deployment/cluster-status-reporter"
+	reporterID   = "Deployment/cluster-status-reporter"
+	trainingRBAC = []string{
+		"ClusterRole/" + testExt + "-training-operator",
+		"ClusterRoleBinding/" + testExt + "-training-operator",
+	}
+	operatorID = "Deployment/training-operator"
 )
 
 func objList(parts ...any) []string {
@@ -122,7 +134,7 @@ var renderCases = []renderCase{
 	{
 		name: "training only",
 		s:    Settings{EnableTraining: true},
-		want: objList(baseHead, baseRBAC, reporterID),
+		want: objList(trainingHead, baseRBAC, trainingRBAC, reporterID, operatorID),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			d := asTyped[appsv1.Deployment](t, findObj(t, objs, reporterID))
 			if d.Namespace != Namespace || *d.Spec.Replicas != 1 {
@@ -197,7 +209,7 @@ var renderCases = []renderCase{
 	{
 		name: "inference over HTTP behind a load balancer",
 		s:    httpInference(),
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			svc := routerService(t, objs)
 			if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
@@ -220,7 +232,8 @@ var renderCases = []renderCase{
 		name: "HTTPS with PEMs",
 		s: Settings{EnableInference: true, EnableTraining: true, InferenceRouterServiceType: LoadBalancer,
 			SSLCertPEM: testCertPEM, SSLKeyPEM: testKeyPEM, SSLCname: "scoring.example.com"},
-		want: objList(baseHead, inferenceObjs, baseRBAC, "Secret/azureml-fe-tls", "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(trainingHead, inferenceObjs, baseRBAC, trainingRBAC, "Secret/azureml-fe-tls", "ConfigMap/azureml-fe-config",
+			reporterID, operatorID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			sec := asTyped[corev1.Secret](t, findObj(t, objs, "Secret/azureml-fe-tls"))
 			if sec.Type != corev1.SecretTypeTLS || string(sec.Data["tls.crt"]) != string(testCertPEM) ||
@@ -238,7 +251,7 @@ var renderCases = []renderCase{
 	{
 		name: "HTTPS with an existing secret",
 		s:    Settings{EnableInference: true, InferenceRouterServiceType: LoadBalancer, SSLSecret: "my-tls"},
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			wantServicePort(t, routerService(t, objs), "https", 443, 9443)
 			if got := routerConfig(t, objs)["tlsSecret"]; got != "my-tls" {
@@ -249,7 +262,7 @@ var renderCases = []renderCase{
 	{
 		name: "NodePort",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InferenceRouterServiceType = NodePort }),
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			svc := routerService(t, objs)
 			if svc.Spec.Type != corev1.ServiceTypeNodePort || svc.Spec.Ports[0].NodePort != 0 {
@@ -263,7 +276,7 @@ var renderCases = []renderCase{
 	{
 		name: "ClusterIP",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InferenceRouterServiceType = ClusterIP }),
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if typ := routerService(t, objs).Spec.Type; typ != corev1.ServiceTypeClusterIP {
 				t.Errorf("type = %s", typ)
@@ -273,7 +286,7 @@ var renderCases = []renderCase{
 	{
 		name: "internal Azure load balancer",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InternalLoadBalancerProvider = "azure" }),
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			want := map[string]string{"service.beta.kubernetes.io/azure-load-balancer-internal": "true"}
 			if got := routerService(t, objs).Annotations; !reflect.DeepEqual(got, want) {
@@ -285,7 +298,7 @@ var renderCases = []renderCase{
 		name: "HA on one node runs one router",
 		s:    httpInference(),
 		o:    RenderOptions{Name: testExt, Image: "outpost:v0.1.0", NodeCount: 1},
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if got := routerConfig(t, objs)["replicas"]; got != "1" {
 				t.Errorf("replicas = %s, want 1", got)
@@ -296,7 +309,7 @@ var renderCases = []renderCase{
 		name: "HA on three nodes runs three routers",
 		s:    httpInference(),
 		o:    RenderOptions{Name: testExt, Image: "outpost:v0.1.0", NodeCount: 3},
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if got := routerConfig(t, objs)["replicas"]; got != "3" {
 				t.Errorf("replicas = %s, want 3", got)
@@ -307,7 +320,7 @@ var renderCases = []renderCase{
 		name: "no HA on many nodes runs one router",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InferenceRouterHA = false }),
 		o:    RenderOptions{Name: testExt, Image: "outpost:v0.1.0", NodeCount: 10},
-		want: objList(baseHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if got := routerConfig(t, objs)["replicas"]; got != "1" {
 				t.Errorf("replicas = %s, want 1", got)
@@ -317,7 +330,7 @@ var renderCases = []renderCase{
 	{
 		name: "device plugin when asked",
 		s:    Settings{EnableTraining: true, InstallNvidiaDevicePlugin: true, NodeSelector: map[string]string{"gpu": "true"}},
-		want: objList(baseHead, baseRBAC, reporterID, "DaemonSet/nvidia-device-plugin-daemonset"),
+		want: objList(trainingHead, baseRBAC, trainingRBAC, reporterID, operatorID, "DaemonSet/nvidia-device-plugin-daemonset"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			ds := asTyped[appsv1.DaemonSet](t, findObj(t, objs, "DaemonSet/nvidia-device-plugin-daemonset"))
 			pod := ds.Spec.Template.Spec
@@ -343,9 +356,9 @@ var renderCases = []renderCase{
 	{
 		name: "OpenShift, training only",
 		s:    Settings{EnableTraining: true, OpenShift: true},
-		want: objList(baseHead, baseRBAC, "SecurityContextConstraints/"+testExt+"-azureml", reporterID),
+		want: objList(trainingHead, baseRBAC, trainingRBAC, "SecurityContextConstraints/"+testExt+"-azureml", reporterID, operatorID),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
-			wantSCCUsers(t, objs, "cluster-status-reporter", "default")
+			wantSCCUsers(t, objs, "cluster-status-reporter", "default", "training-operator")
 		},
 	},
 	{
@@ -353,10 +366,10 @@ var renderCases = []renderCase{
 		s: withSettings(httpInference(), func(s *Settings) {
 			s.OpenShift, s.EnableTraining, s.InstallNvidiaDevicePlugin = true, true, true
 		}),
-		want: objList(baseHead, inferenceObjs, baseRBAC, "SecurityContextConstraints/"+testExt+"-azureml",
-			"ConfigMap/azureml-fe-config", reporterID, "DaemonSet/nvidia-device-plugin-daemonset", "Service/azureml-fe"),
+		want: objList(trainingHead, inferenceObjs, baseRBAC, trainingRBAC, "SecurityContextConstraints/"+testExt+"-azureml",
+			"ConfigMap/azureml-fe-config", reporterID, operatorID, "DaemonSet/nvidia-device-plugin-daemonset", "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
-			wantSCCUsers(t, objs, "azureml-fe", "cluster-status-reporter", "default")
+			wantSCCUsers(t, objs, "azureml-fe", "cluster-status-reporter", "default", "training-operator")
 			scc := findObj(t, objs, "SecurityContextConstraints/"+testExt+"-azureml")
 			if scc.GetAPIVersion() != "security.openshift.io/v1" {
 				t.Errorf("apiVersion = %s", scc.GetAPIVersion())
@@ -429,6 +442,18 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// renderScheme knows every kind Render makes, but OpenShift's.
+var renderScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := scheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := apiextensionsv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
 // Every object must decode into its typed struct with no field left over,
 // and encode back to the same content: a misspelt field or a wrong type
 // would otherwise only surface when the agent applies it.
@@ -440,7 +465,7 @@ func TestRenderWellFormed(t *testing.T) {
 				if gvk.Group == "security.openshift.io" {
 					continue // no typed struct in our dependencies; its content is checked above
 				}
-				obj, err := scheme.Scheme.New(gvk)
+				obj, err := renderScheme.New(gvk)
 				if err != nil {
 					t.Errorf("%s: not a known kind: %v", gvk, err)
 					continue
@@ -466,7 +491,8 @@ func TestRenderWellFormed(t *testing.T) {
 }
 
 func TestRenderLabelsAndNamespaces(t *testing.T) {
-	clusterScoped := map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "SecurityContextConstraints": true}
+	clusterScoped := map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "SecurityContextConstraints": true,
+		"CustomResourceDefinition": true}
 	for _, c := range renderCases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, o := range mustRender(t, c) {
@@ -482,7 +508,9 @@ func TestRenderLabelsAndNamespaces(t *testing.T) {
 				case !clusterScoped[o.GetKind()] && ns != Namespace:
 					t.Errorf("%s namespace = %q, want %s", id, ns, Namespace)
 				}
-				if clusterScoped[o.GetKind()] && o.GetKind() != "Namespace" && !strings.HasPrefix(o.GetName(), testExt+"-") {
+				// A CRD's name is its resource and group; nothing else can name it.
+				if clusterScoped[o.GetKind()] && o.GetKind() != "Namespace" && o.GetKind() != "CustomResourceDefinition" &&
+					!strings.HasPrefix(o.GetName(), testExt+"-") {
 					t.Errorf("cluster-scoped %s is not prefixed with the extension name", id)
 				}
 			}
@@ -555,11 +583,11 @@ func TestComponents(t *testing.T) {
 		s    Settings
 		want []string
 	}{
-		{"training", Settings{EnableTraining: true}, []string{"cluster-status-reporter"}},
+		{"training", Settings{EnableTraining: true}, []string{"cluster-status-reporter", "training-operator"}},
 		// No router Deployment until the router exists.
 		{"inference", httpInference(), []string{"cluster-status-reporter"}},
 		{"device plugin", Settings{EnableTraining: true, InstallNvidiaDevicePlugin: true},
-			[]string{"cluster-status-reporter", "nvidia-device-plugin-daemonset"}},
+			[]string{"cluster-status-reporter", "training-operator", "nvidia-device-plugin-daemonset"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			objs, err := Render(c.s, testOpts)
@@ -617,7 +645,7 @@ func TestRenderFromParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := Components(objs), []string{"cluster-status-reporter", "nvidia-device-plugin-daemonset"}; !slices.Equal(got, want) {
+	if got, want := Components(objs), []string{"cluster-status-reporter", "training-operator", "nvidia-device-plugin-daemonset"}; !slices.Equal(got, want) {
 		t.Errorf("Components = %q, want %q", got, want)
 	}
 	if got := Unsupported(s); len(got) != 1 || !strings.HasPrefix(got[0], "installVolcano=True") {
@@ -633,7 +661,7 @@ func TestUnsupported(t *testing.T) {
 	}{
 		{"none", Settings{EnableTraining: true, InstallNvidiaDevicePlugin: true}, nil},
 		{"volcano", Settings{InstallVolcano: true}, []string{
-			"installVolcano=True: Outpost does not deploy Volcano yet; gang scheduling arrives with the training operator"}},
+			"installVolcano=True: Outpost does not deploy Volcano; the training operator places all the pods of a job at once or none of them"}},
 		{"all", Settings{InstallPromOp: true, InstallVolcano: true, InstallDcgmExporter: true}, []string{
 			"installPromOp=True: ", "installVolcano=True: ", "installDcgmExporter=True: "}},
 	} {

@@ -119,6 +119,13 @@ var migrations = []string{
 	CREATE INDEX tombstones_revision ON tombstones (revision);
 	CREATE TABLE sync_floor (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
 	INSERT INTO sync_floor (id, value) VALUES (1, 0);`,
+
+	// Datastores: the index of each datastore's files (path -> content
+	// digest); the bytes are blobs on disk, named by that digest.
+	`CREATE TABLE files (
+		datastore TEXT NOT NULL, path TEXT NOT NULL,
+		sha256 TEXT NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL, updated TEXT NOT NULL,
+		PRIMARY KEY (datastore, path));`,
 }
 
 // Open opens (creating if needed) the database file and brings its schema up
@@ -236,6 +243,9 @@ type writeReq struct {
 	ctx  context.Context
 	f    func(w *wtx) error
 	done chan error
+	// quiet writes change no resource (datastore files): they leave the
+	// revision where it is, so watchers do not wake for them.
+	quiet bool
 }
 
 // wtx is the transaction a write runs in: its revision, its time, and the
@@ -259,7 +269,17 @@ func (w *wtx) touch(target string) {
 // (group commit): each runs under its own savepoint, so one that fails
 // changes nothing, and all share one fsync instead of paying one each.
 func (s *Store) write(ctx context.Context, f func(w *wtx) error) error {
-	req := &writeReq{ctx: ctx, f: f, done: make(chan error, 1)}
+	return s.enqueue(&writeReq{ctx: ctx, f: f, done: make(chan error, 1)})
+}
+
+// writeQuiet runs f like write, but leaves the revision as it is (w.rev
+// is the current one): for data no watcher follows.
+func (s *Store) writeQuiet(ctx context.Context, f func(w *wtx) error) error {
+	return s.enqueue(&writeReq{ctx: ctx, f: f, done: make(chan error, 1), quiet: true})
+}
+
+func (s *Store) enqueue(req *writeReq) error {
+	ctx := req.ctx
 	select {
 	case s.queue <- req:
 	case <-ctx.Done():
@@ -317,7 +337,12 @@ func (s *Store) commit(batch []*writeReq) {
 			return
 		}
 		w := &wtx{Tx: tx, ctx: r.ctx, now: now}
-		err := tx.QueryRowContext(r.ctx, `UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&w.rev)
+		var err error
+		if r.quiet {
+			err = tx.QueryRowContext(r.ctx, `SELECT value FROM revision WHERE id = 1`).Scan(&w.rev)
+		} else {
+			err = tx.QueryRowContext(r.ctx, `UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value`).Scan(&w.rev)
+		}
 		if err == nil {
 			err = r.f(w)
 		}

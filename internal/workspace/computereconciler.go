@@ -167,9 +167,9 @@ func (c *computeReconciler) run(ctx context.Context) {
 				todo[t.Target] = w
 			}
 			switch {
-			case t.Kind != kindCompute:
-				w.all = true // the cluster or an extension: every compute of the cluster
-			case !t.Deleted && !w.all:
+			case t.Kind == kindCluster, t.Kind == kindExtension:
+				w.all = true // every compute of the cluster
+			case t.Kind == kindCompute && !t.Deleted && !w.all:
 				w.keys[t.Key] = true
 			}
 		}

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -188,13 +189,43 @@ func computeSpecFor(req api.ComputeRequest) (computeSpec, error) {
 	return spec, nil
 }
 
+// computeShown is a compute as show and list print it: with the instance
+// types its cluster last reported.
+func (s *Server) computeShown(ctx context.Context, o store.Object) (api.Compute, error) {
+	c := s.computeView(o)
+	spec, _, err := readCompute(o)
+	if err != nil {
+		return c, nil // the view says what is wrong with it
+	}
+	co, err := s.store.Get(ctx, clusterKey(spec.ClusterGroup, spec.Cluster))
+	if errors.Is(err, store.ErrNotFound) {
+		return c, nil // the compute's state says so
+	}
+	if err != nil {
+		return c, err
+	}
+	if len(co.Status) > 0 {
+		var st clusterStatus
+		if err := json.Unmarshal(co.Status, &st); err != nil {
+			return c, fmt.Errorf("stored status of %s: %w", co.Key, err)
+		}
+		c.InstanceTypes = st.Facts.InstanceTypes
+	}
+	return c, nil
+}
+
 func (s *Server) getCompute(w http.ResponseWriter, r *http.Request) {
 	o, err := s.store.Get(r.Context(), computeKey(r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name")))
 	if err != nil {
 		storeError(w, err, "compute "+r.PathValue("name"))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.computeView(o))
+	c, err := s.computeShown(r.Context(), o)
+	if err != nil {
+		storeError(w, err, "compute "+r.PathValue("name"))
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
 }
 
 func (s *Server) listComputes(w http.ResponseWriter, r *http.Request) {
@@ -205,7 +236,12 @@ func (s *Server) listComputes(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []api.Compute{}
 	for _, o := range objs {
-		out = append(out, s.computeView(o))
+		c, err := s.computeShown(r.Context(), o)
+		if err != nil {
+			storeError(w, err, "compute "+o.Name)
+			return
+		}
+		out = append(out, c)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -24,9 +24,9 @@ const longPoll = 25 * time.Second
 const tombstoneRetention = 24 * time.Hour
 
 // syncKinds are the store kinds agents receive, with their kind on the wire.
-var syncKinds = map[string]string{kindExtension: api.KindExtension, kindCompute: api.KindCompute}
+var syncKinds = map[string]string{kindExtension: api.KindExtension, kindCompute: api.KindCompute, kindJob: api.KindJob}
 
-var syncStoreKinds = []string{kindExtension, kindCompute}
+var syncStoreKinds = []string{kindExtension, kindCompute, kindJob}
 
 // target names the cluster rg/name as the store's sync target.
 func target(rg, cluster string) string { return rg + "/" + cluster }
@@ -47,6 +47,14 @@ func syncTarget(k store.Key, spec json.RawMessage) string {
 			return "" // not a spec this workspace wrote: nothing to sync
 		}
 		return target(cs.ClusterGroup, cs.Cluster)
+	case kindJob:
+		// A retired job syncs nowhere: the tombstone its cluster gets has
+		// the agent delete what runs it.
+		var rec jobRecord
+		if err := json.Unmarshal(spec, &rec); err != nil || rec.Cluster == "" || rec.Retired {
+			return ""
+		}
+		return target(rec.ClusterGroup, rec.Cluster)
 	}
 	return ""
 }
@@ -83,6 +91,22 @@ func (s *Server) desiredObject(ctx context.Context, o store.Object) (api.Desired
 			return d, fmt.Errorf("stored %s: %w", o.Key, err)
 		}
 		d.Compute = &api.DesiredCompute{Name: o.Name, Namespace: spec.Namespace, CreateNamespace: spec.CreateNamespace}
+	case kindJob:
+		j, err := decodeJob(o)
+		if err != nil {
+			return d, err
+		}
+		data, err := s.protectedData(ctx, o.Key)
+		if err != nil {
+			return d, fmt.Errorf("credential of %s: %w", o.Key, err)
+		}
+		var sec jobSecrets
+		if data != nil {
+			if err := json.Unmarshal(data, &sec); err != nil {
+				return d, fmt.Errorf("credential of %s: %w", o.Key, err)
+			}
+		}
+		d.Job = j.desired(sec.Token)
 	}
 	return d, nil
 }
@@ -224,6 +248,12 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.Info("extension state", "cluster", id, "extension", e.Name, "installState", e.InstallState, "message", e.Message)
+	}
+	for _, jr := range rep.Jobs {
+		if err := s.storeJobReport(ctx, target(rg, cluster), jr); err != nil {
+			storeError(w, err, "job "+jr.ID)
+			return
+		}
 	}
 	s.computes.reported(target(rg, cluster), rep.Revision, !wasConnected)
 	w.WriteHeader(http.StatusNoContent)

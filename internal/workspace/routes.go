@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"strings"
@@ -12,9 +13,16 @@ import (
 // configuration and the source of the OpenAPI document, so they cannot drift.
 type route struct {
 	method, path, summary string
-	agent, public         bool
+	// Who may call: the admin token (neither set), a cluster's agent, a
+	// job's own credential (the job-run API), or anyone.
+	agent, jobrun, public bool
 	request, response     any
-	handle                func(*Server, http.ResponseWriter, *http.Request)
+	// stream routes get their body unread, for the handler to stream (blobs,
+	// log appends, commits), with streamBodyTimeout to send it.
+	stream bool
+	// rawRequest and rawResponse are bodies of bytes, not JSON.
+	rawRequest, rawResponse bool
+	handle                  func(*Server, http.ResponseWriter, *http.Request)
 }
 
 func (r route) handler(s *Server) http.Handler {
@@ -26,6 +34,11 @@ const (
 	extensionPath = clusterPath + "/extensions/{name}"
 	computePath   = "/resourceGroups/{rg}/workspaces/{ws}/computes/{name}"
 	agentPath     = "/agent/v1" + clusterPath
+	workspacePath = "/resourceGroups/{rg}/workspaces/{ws}"
+	jobPath       = workspacePath + "/jobs/{name}"
+	// jobRunPath is the job-run API: what a job's pods call with the job's
+	// credential (api/jobrun.go).
+	jobRunPath = "/jobrun/v1" + jobPath
 )
 
 var routes = []route{
@@ -49,6 +62,47 @@ var routes = []route{
 	{method: "GET", path: computePath, summary: "Show a compute", response: api.Compute{}, handle: (*Server).getCompute},
 	{method: "DELETE", path: computePath, summary: "Detach a compute", handle: (*Server).detachCompute},
 
+	{method: "GET", path: workspacePath, summary: "Show a workspace's settings", response: workspaceView{}, handle: (*Server).getWorkspace},
+	{method: "PATCH", path: workspacePath, summary: "Update a workspace's settings: default_compute (an attached compute; \"\" clears it)", request: workspacePatch{}, response: workspaceView{}, handle: (*Server).updateWorkspace},
+
+	{method: "GET", path: workspacePath + "/jobs", summary: "List jobs, newest first", response: []api.Job{}, handle: (*Server).listJobs},
+	{method: "PUT", path: jobPath, summary: "Create a command job (checked against the compute, its cluster and the assets it names; nothing is stored on error)", request: api.JobSpec{}, response: api.Job{}, handle: (*Server).createJob},
+	{method: "GET", path: jobPath, summary: "Show a job and its state", response: api.Job{}, handle: (*Server).getJob},
+	{method: "PATCH", path: jobPath, summary: "Update a job's tags, properties (merged; null removes a key), display_name or description", request: jobPatch{}, response: api.Job{}, handle: (*Server).updateJob},
+	{method: "POST", path: jobPath + "/cancel", summary: "Cancel a job: its pods are ended", response: api.Job{}, handle: (*Server).cancelJob},
+	{method: "GET", path: jobPath + "/logs", summary: "A job's log bytes beyond ?from=FILE:OFFSET,... (long poll up to ?wait=SECONDS, at most 25)", response: api.JobLogs{}, handle: (*Server).jobLogs},
+	{method: "GET", path: jobPath + "/logs/{file...}", summary: "One log file of a job, as it is", rawResponse: true, handle: (*Server).jobLogFile},
+
+	{method: "GET", path: workspacePath + "/environments", summary: "List environments (the latest version of each)", response: []api.Environment{}, handle: (*Server).listEnvironments},
+	{method: "GET", path: workspacePath + "/environments/{name}", summary: "Show an environment's latest version (?label=latest)", response: api.Environment{}, handle: (*Server).getEnvironmentLatest},
+	{method: "GET", path: workspacePath + "/environments/{name}/versions", summary: "List an environment's versions", response: []api.Environment{}, handle: (*Server).listEnvironmentVersions},
+	{method: "GET", path: workspacePath + "/environments/{name}/versions/{version}", summary: "Show an environment version", response: api.Environment{}, handle: (*Server).getEnvironmentVersion},
+	{method: "PUT", path: workspacePath + "/environments/{name}/versions/{version}", summary: "Create an environment version (versions are immutable: the same content again is accepted, other content refused)", request: api.Environment{}, response: api.Environment{}, handle: (*Server).putEnvironmentVersion},
+	{method: "POST", path: workspacePath + "/environments/{name}/versions", summary: "Create the next version of an environment (1 + the highest numeric version)", request: api.Environment{}, response: api.Environment{}, handle: (*Server).postEnvironmentVersion},
+
+	{method: "GET", path: workspacePath + "/data", summary: "List data assets (the latest version of each)", response: []api.Data{}, handle: (*Server).listData},
+	{method: "GET", path: workspacePath + "/data/{name}", summary: "Show a data asset's latest version (?label=latest)", response: api.Data{}, handle: (*Server).getDataLatest},
+	{method: "GET", path: workspacePath + "/data/{name}/versions", summary: "List a data asset's versions", response: []api.Data{}, handle: (*Server).listDataVersions},
+	{method: "GET", path: workspacePath + "/data/{name}/versions/{version}", summary: "Show a data asset version", response: api.Data{}, handle: (*Server).getDataVersion},
+	{method: "PUT", path: workspacePath + "/data/{name}/versions/{version}", summary: "Create a data asset version (its path must exist in the datastore; versions are immutable)", request: api.Data{}, response: api.Data{}, handle: (*Server).putDataVersion},
+	{method: "POST", path: workspacePath + "/data/{name}/versions", summary: "Create the next version of a data asset (1 + the highest numeric version)", request: api.Data{}, response: api.Data{}, handle: (*Server).postDataVersion},
+
+	{method: "GET", path: workspacePath + "/datastores", summary: "List datastores", response: []datastoreView{}, handle: (*Server).listDatastores},
+	{method: "GET", path: workspacePath + "/datastores/{ds}/files", summary: "List a datastore's files under ?prefix=", response: []api.FileInfo{}, handle: (*Server).listDatastoreFiles},
+	{method: "GET", path: workspacePath + "/datastores/{ds}/files/{path...}", summary: "A datastore file's bytes", rawResponse: true, handle: (*Server).getDatastoreFile},
+	{method: "HEAD", path: workspacePath + "/blobs/{digest}", summary: "Whether the blob sha256:<hex> is stored", handle: (*Server).blob},
+	{method: "PUT", path: workspacePath + "/blobs/{digest}", summary: "Upload a blob; its bytes must have the digest in the path", stream: true, rawRequest: true, handle: (*Server).blob},
+	{method: "POST", path: workspacePath + "/datastores/{ds}/commit", summary: "Record uploaded blobs as files of a datastore, all at once", stream: true, request: api.CommitRequest{}, handle: (*Server).commitDatastore},
+
+	{method: "GET", path: jobRunPath + "/spec", summary: "Job run: what the job's wrapper needs to run it", jobrun: true, response: api.JobRun{}, handle: (*Server).jobRunSpec},
+	{method: "POST", path: jobRunPath + "/phase", summary: "Job run: the wrapper's progress (Preparing, Running, Finalizing; forward only)", jobrun: true, request: api.JobPhase{}, handle: (*Server).jobRunPhase},
+	{method: "POST", path: jobRunPath + "/logs/{file...}", summary: "Job run: append to a log file at ?offset= (its size before); a retry of bytes already there is accepted", jobrun: true, stream: true, rawRequest: true, response: logAppendResult{}, handle: (*Server).jobRunAppendLog},
+	{method: "GET", path: jobRunPath + "/datastores/{ds}/files", summary: "Job run: list the job's code and input files under ?prefix=", jobrun: true, response: []api.FileInfo{}, handle: (*Server).jobRunListFiles},
+	{method: "GET", path: jobRunPath + "/datastores/{ds}/files/{path...}", summary: "Job run: a file of the job's code or inputs", jobrun: true, rawResponse: true, handle: (*Server).jobRunGetFile},
+	{method: "HEAD", path: jobRunPath + "/blobs/{digest}", summary: "Job run: whether a blob is stored", jobrun: true, handle: (*Server).jobRunBlob},
+	{method: "PUT", path: jobRunPath + "/blobs/{digest}", summary: "Job run: upload a blob", jobrun: true, stream: true, rawRequest: true, handle: (*Server).jobRunBlob},
+	{method: "POST", path: jobRunPath + "/datastores/{ds}/commit", summary: "Job run: record files of the job's outputs and artifacts", jobrun: true, stream: true, request: api.CommitRequest{}, handle: (*Server).jobRunCommit},
+
 	{method: "GET", path: agentPath + "/sync", summary: "Agent: what changed in the cluster's desired state since revision ?since= (long poll; 0 or none: everything)", agent: true, response: api.SyncResponse{}, handle: (*Server).agentSync},
 	{method: "POST", path: agentPath + "/report", summary: "Agent: heartbeat with cluster facts and extension states", agent: true, request: api.AgentReport{}, handle: (*Server).agentReport},
 }
@@ -67,13 +121,20 @@ func openAPI() map[string]any {
 	for _, r := range routes {
 		op := map[string]any{"summary": r.summary, "responses": map[string]any{}}
 		resp := op["responses"].(map[string]any)
-		if r.response != nil {
+		bytesBody := map[string]any{"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}
+		switch {
+		case r.rawResponse:
+			resp["200"] = map[string]any{"description": "OK", "content": bytesBody}
+		case r.response != nil:
 			resp["200"] = map[string]any{"description": "OK", "content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(r.response), schemas)}}}
-		} else {
+		default:
 			resp["204"] = map[string]any{"description": "Done"}
 		}
 		resp["default"] = map[string]any{"description": "Error", "content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(api.Error{}), schemas)}}}
-		if r.request != nil {
+		switch {
+		case r.rawRequest:
+			op["requestBody"] = map[string]any{"content": bytesBody}
+		case r.request != nil:
 			op["requestBody"] = map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(r.request), schemas)}}}
 		}
 		switch {
@@ -81,11 +142,13 @@ func openAPI() map[string]any {
 			op["security"] = []any{}
 		case r.agent:
 			op["security"] = []any{map[string]any{"agentToken": []any{}}}
+		case r.jobrun:
+			op["security"] = []any{map[string]any{"jobToken": []any{}}}
 		}
 		var params []any
 		for _, seg := range strings.Split(r.path, "/") {
 			if strings.HasPrefix(seg, "{") {
-				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+				params = append(params, map[string]any{"name": wildcardName(seg), "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 			}
 		}
 		if params != nil {
@@ -105,17 +168,44 @@ func openAPI() map[string]any {
 			"securitySchemes": map[string]any{
 				"adminToken": map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token (data dir, file admin-token)"},
 				"agentToken": map[string]any{"type": "http", "scheme": "bearer", "description": "a cluster's agent token, valid for that cluster only"},
+				"jobToken":   map[string]any{"type": "http", "scheme": "bearer", "description": "a job's credential (in its pods' environment), valid for that job's files only"},
 			},
 		},
 		"security": []any{map[string]any{"adminToken": []any{}}},
 	}
 }
 
+// wildcardName is the name of a path wildcard: {name} or {name...}.
+func wildcardName(seg string) string {
+	return strings.TrimSuffix(strings.Trim(seg, "{}"), "...")
+}
+
+var (
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+	inputType      = reflect.TypeFor[api.Input]()
+	envRefType     = reflect.TypeFor[api.EnvironmentRef]()
+)
+
 func schemaOf(t reflect.Type, schemas map[string]any) map[string]any {
+	switch t {
+	case rawMessageType:
+		return map[string]any{} // any JSON value
+	case inputType:
+		// A literal, or data: the type's own JSON methods decide.
+		obj := schemaFields(t, schemas)
+		return map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "number"}, map[string]any{"type": "boolean"},
+			map[string]any{"type": "object", "properties": obj}}}
+	case envRefType:
+		return map[string]any{"oneOf": []any{map[string]any{"type": "string", "description": "azureml:NAME:VERSION, azureml:NAME@latest or azureml://registries/..."},
+			schemaOf(reflect.TypeFor[api.Environment](), schemas)}}
+	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		return schemaOf(t.Elem(), schemas)
 	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "format": "byte"} // base64, as encoding/json writes []byte
+		}
 		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), schemas)}
 	case reflect.Map:
 		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), schemas)}
@@ -123,8 +213,10 @@ func schemaOf(t reflect.Type, schemas map[string]any) map[string]any {
 		return map[string]any{"type": "string"}
 	case reflect.Bool:
 		return map[string]any{"type": "boolean"}
-	case reflect.Int, reflect.Int32, reflect.Int64:
+	case reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint32, reflect.Uint64:
 		return map[string]any{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
 	case reflect.Struct:
 		if t.PkgPath() == "time" {
 			return map[string]any{"type": "string", "format": "date-time"}
@@ -132,21 +224,45 @@ func schemaOf(t reflect.Type, schemas map[string]any) map[string]any {
 		name := t.Name()
 		if _, done := schemas[name]; !done {
 			schemas[name] = nil // breaks cycles
-			props := map[string]any{}
-			for i := 0; i < t.NumField(); i++ {
-				f := t.Field(i)
-				tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-				if !f.IsExported() || tag == "-" {
-					continue
-				}
-				if tag == "" {
-					tag = f.Name
-				}
-				props[tag] = schemaOf(f.Type, schemas)
-			}
-			schemas[name] = map[string]any{"type": "object", "properties": props}
+			schemas[name] = map[string]any{"type": "object", "properties": schemaFields(t, schemas)}
 		}
 		return map[string]any{"$ref": "#/components/schemas/" + name}
 	}
 	return map[string]any{}
+}
+
+// schemaFields are the JSON properties of a struct; those of an embedded
+// struct without a name of its own are the outer struct's, as encoding/json
+// has it (api.Job embeds api.JobSpec).
+func schemaFields(t reflect.Type, schemas map[string]any) map[string]any {
+	props := map[string]any{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "-" {
+			continue
+		}
+		if f.Anonymous && tag == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range schemaFields(ft, schemas) {
+					if _, own := props[k]; !own {
+						props[k] = v
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if tag == "" {
+			tag = f.Name
+		}
+		props[tag] = schemaOf(f.Type, schemas)
+	}
+	return props
 }

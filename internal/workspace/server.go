@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/artifacts"
 	"outpost.dev/outpost/internal/atomicfile"
 	"outpost.dev/outpost/internal/pki"
 	"outpost.dev/outpost/internal/seal"
@@ -50,6 +51,10 @@ type Options struct {
 	// (default 30s); IdleTimeout how long a kept-alive connection may wait
 	// for its next request (default 2m).
 	BodyTimeout, IdleTimeout time.Duration
+
+	// logFileLimit bounds a job's log file (default maxLogBytes); tests
+	// lower it.
+	logFileLimit int64
 }
 
 // Server is a running workspace.
@@ -69,6 +74,19 @@ type Server struct {
 
 	// computes decides compute states (computereconciler.go).
 	computes *computeReconciler
+	// jobs retires ended jobs and ends those cancelled before they reached
+	// their cluster (jobreconciler.go).
+	jobs *jobReconciler
+	// artifacts is the datastore: blobs and the index of their paths.
+	artifacts *artifacts.Store
+	// jobEvents wakes the log long polls of a job (joblogs.go).
+	jobEvents *notifier
+	// jobStatusLocks make each read-modify-write of a job's status one
+	// step: the cluster's reports and the wrapper's phases write different
+	// parts of it.
+	jobStatusLocks keyedMutex
+	// logLocks serialise appends to one log file.
+	logLocks keyedMutex
 }
 
 // Files in the data directory.
@@ -97,6 +115,9 @@ func Serve(ctx context.Context, opts Options) error {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Minute
+	}
+	if opts.logFileLimit <= 0 {
+		opts.logFileLimit = maxLogBytes
 	}
 	if opts.SecretsKeyFile == "" {
 		opts.SecretsKeyFile = filepath.Join(opts.DataDir, secretsKeyFile)
@@ -127,13 +148,19 @@ func Serve(ctx context.Context, opts Options) error {
 		return err
 	}
 	st.SetTargets(syncTarget)
+	if s.artifacts, err = artifacts.Open(filepath.Join(opts.DataDir, "artifacts"), st); err != nil {
+		return fmt.Errorf("artifact store: %w", err)
+	}
+	s.jobEvents = newNotifier()
 	s.computes = newComputeReconciler(s)
+	s.jobs = newJobReconciler(s)
 	// The controllers stop before the store closes (defers run last first).
 	bg, stopBG := context.WithCancel(ctx)
 	var controllers sync.WaitGroup
 	defer func() { stopBG(); controllers.Wait() }()
-	controllers.Add(2)
+	controllers.Add(3)
 	go func() { defer controllers.Done(); s.computes.run(bg) }()
+	go func() { defer controllers.Done(); s.jobs.run(bg) }()
 	go func() { defer controllers.Done(); s.compactTombstones(bg) }()
 
 	l, err := net.Listen("tcp", opts.Addr)
@@ -296,10 +323,17 @@ const maxBody = 4 << 20
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range routes {
-		h := s.readBody(r.handler(s))
+		h := r.handler(s)
+		if r.stream {
+			h = s.streamBody(h)
+		} else {
+			h = s.readBody(h)
+		}
 		switch {
 		case r.agent:
 			h = s.agentAuth(h)
+		case r.jobrun:
+			h = s.jobAuth(h)
 		case r.public:
 		default:
 			h = s.adminAuth(h)
@@ -365,6 +399,26 @@ func (s *Server) readBody(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(data))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// streamBodyTimeout is how long an authenticated client may take to send
+// the body of a stream route: blobs may be large, and their size is bounded
+// by the handler, not by maxBody.
+const streamBodyTimeout = time.Hour
+
+// streamBody leaves an authenticated request's body to the handler, which
+// reads it as it comes, within streamBodyTimeout.
+func (s *Server) streamBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hasBody(r) {
+			if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(streamBodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				s.log.Error("request body deadline", "err", err)
+				s.refuse(w, r, http.StatusInternalServerError, "InternalError", "cannot extend the time to read the request body")
+				return
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -441,6 +495,40 @@ func (s *Server) agentAuth(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// jobAuth admits a job's pods, with the job's own credential, to the
+// job-run routes of that job: the token's sha256 must be the one stored
+// with the job. Once the job has ended, only reads are admitted. The
+// handler finds the job in the request's context (jobOf).
+func (s *Server) jobAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rg, ws, name := r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name")
+		tok, ok := bearer(r)
+		if !ok {
+			s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "missing token: send \"Authorization: Bearer <the job's token>\"")
+			return
+		}
+		j, err := s.readJob(r.Context(), jobKey(rg, ws, name))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("job credentials unreadable", "job", resourceID(jobKey(rg, ws, name)), "err", err)
+		}
+		want := strings.Repeat("0", sha256.Size*2) // a job that is not there is refused in the same time
+		if err == nil {
+			want = j.rec.TokenSHA256
+		}
+		if subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(want)) != 1 || err != nil || want == "" {
+			s.refuse(w, r, http.StatusUnauthorized, "Unauthorized", "this credential is not the one of job "+name+" of workspace "+rg+"/"+ws)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if state := j.state(); api.JobTerminal(state) {
+				s.refuse(w, r, http.StatusConflict, "JobEnded", fmt.Sprintf("job %s is %s: its outputs and logs take no more writes", name, state))
+				return
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), jobCtxKey{}, j)))
 	})
 }
 

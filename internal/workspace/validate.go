@@ -28,6 +28,30 @@ var (
 	groupPattern = regexp.MustCompile(`^[A-Za-z0-9_()-]([A-Za-z0-9_.()-]{0,88}[A-Za-z0-9_()-])?$`)
 )
 
+var digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// maxPathLen bounds a file path in a URL.
+const maxPathLen = 4096
+
+// checkFilePath allows a relative, slash-separated path with no empty, "."
+// or ".." segment and no control character.
+func checkFilePath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case len(p) > maxPathLen:
+		return fmt.Errorf("path of %d bytes, over %d", len(p), maxPathLen)
+	case strings.IndexFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f || r == '\\' }) >= 0:
+		return fmt.Errorf("path %s: control characters and backslashes are not allowed", quoteName(p))
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("path %s: want a relative path with no empty, \".\" or \"..\" segment", quoteName(p))
+		}
+	}
+	return nil
+}
+
 const (
 	nameRule  = "use 1-90 letters, digits, '-', '_' or '.', starting with a letter or digit and not ending in '.'"
 	groupRule = "use 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'"
@@ -37,8 +61,20 @@ const (
 // "cluster name", ...), and resource groups have their own rule.
 func checkName(what, v string) error {
 	re, rule := namePattern, nameRule
-	if what == "resource group" {
+	switch what {
+	case "resource group":
 		re, rule = groupPattern, groupRule
+	case "blob digest":
+		if !digestPattern.MatchString(v) {
+			return fmt.Errorf("blob digest %s: want sha256:<64 lower-case hex digits>", quoteName(v))
+		}
+		return nil
+	case "file path", "log file":
+		// Paths get a first look here; their handlers check them further.
+		if err := checkFilePath(v); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
 	}
 	switch {
 	case v == "":
@@ -78,6 +114,14 @@ var segmentNames = map[string]string{
 	"extensions":        "extension name",
 	"workspaces":        "workspace name",
 	"computes":          "compute name",
+	"jobs":              "job name",
+	"environments":      "environment name",
+	"data":              "data asset name",
+	"versions":          "version",
+	"datastores":        "datastore name",
+	"blobs":             "blob digest",
+	"files":             "file path",
+	"logs":              "log file",
 }
 
 // pathParams lists the wildcards of a route pattern. A wildcard after a
@@ -96,7 +140,7 @@ func pathParams(pattern string) []pathParam {
 		if what == "" {
 			panic("route " + pattern + ": no name rule for wildcard " + seg)
 		}
-		out = append(out, pathParam{strings.Trim(seg, "{}"), what})
+		out = append(out, pathParam{wildcardName(seg), what})
 	}
 	return out
 }
@@ -130,6 +174,14 @@ func decode(r *http.Request, v any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return errors.New("request body: empty; send a JSON object (the API is described at /openapi.json)")
 	}
+	if err := decodeStrict(data, v); err != nil {
+		return err
+	}
+	return checkBody(v)
+}
+
+// decodeStrict decodes one JSON value as decode does, without checkBody.
+func decodeStrict(data []byte, v any) error {
 	strict, err := k8sjson.UnmarshalStrict(data, v)
 	if err != nil {
 		return fmt.Errorf("request body: %w", err)
@@ -141,7 +193,7 @@ func decode(r *http.Request, v any) error {
 		}
 		return fmt.Errorf("request body: %s (field names are case-sensitive; the API is described at /openapi.json)", strings.Join(msgs, "; "))
 	}
-	return checkBody(v)
+	return nil
 }
 
 // checkBody checks the fields of request bodies that are stored as given.

@@ -1,0 +1,471 @@
+package workspace
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	imageref "github.com/google/go-containerregistry/pkg/name"
+
+	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/jobspec"
+	"outpost.dev/outpost/internal/store"
+)
+
+// Environments and data assets are named and versioned; a version, once
+// created, never changes. Each version is one stored resource, named
+// "<name>:<version>" (neither holds a colon) under its workspace.
+
+const (
+	kindEnvironment = "environments"
+	kindData        = "data"
+)
+
+// assetKind is what differs between environments and data assets.
+type assetKind struct {
+	kind, what string // store kind; what messages call one ("environment")
+	// normalize checks a request body for the version name:version and
+	// returns what the store keeps: the same document for the same content.
+	normalize func(s *Server, ctx context.Context, rg, ws string, body []byte, name, version string) (json.RawMessage, error)
+	// view is a stored version as the API shows it.
+	view func(o store.Object, name, version string) any
+}
+
+var (
+	environments = assetKind{kind: kindEnvironment, what: "environment", normalize: normalizeEnvironment, view: environmentView}
+	dataAssets   = assetKind{kind: kindData, what: "data asset", normalize: normalizeData, view: dataView}
+)
+
+func assetKey(kind, rg, ws, name, version string) store.Key {
+	return store.Key{Kind: kind, Group: rg, Parent: workspaceParent(ws), Name: name + ":" + version}
+}
+
+// splitAssetName is the name and version of a stored asset.
+func splitAssetName(o store.Object) (name, version string) {
+	name, version, _ = strings.Cut(o.Name, ":")
+	return name, version
+}
+
+func assetID(o store.Object, kind string) string {
+	name, version := splitAssetName(o)
+	return "/resourceGroups/" + o.Group + "/" + o.Parent + "/" + kind + "/" + name + "/versions/" + version
+}
+
+// assetVersions lists the versions of one asset (all assets when name is
+// empty), oldest first.
+func (s *Server) assetVersions(ctx context.Context, ak assetKind, rg, ws, name string) ([]store.Object, error) {
+	objs, err := s.store.List(ctx, ak.kind, rg, workspaceParent(ws))
+	if err != nil {
+		return nil, err
+	}
+	out := objs[:0]
+	for _, o := range objs {
+		if n, _ := splitAssetName(o); name == "" || n == name {
+			out = append(out, o)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b store.Object) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return compareVersions(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// compareVersions orders "name:version" strings, numeric versions by number.
+func compareVersions(a, b string) int {
+	_, va, _ := strings.Cut(a, ":")
+	_, vb, _ := strings.Cut(b, ":")
+	na, ea := strconv.ParseInt(va, 10, 64)
+	nb, eb := strconv.ParseInt(vb, 10, 64)
+	if ea == nil && eb == nil {
+		return cmp.Compare(na, nb)
+	}
+	return strings.Compare(a, b)
+}
+
+// latestAsset is the version of an asset created last (@latest, as Azure
+// ML has it).
+func (s *Server) latestAsset(ctx context.Context, ak assetKind, rg, ws, name string) (store.Object, error) {
+	vs, err := s.assetVersions(ctx, ak, rg, ws, name)
+	if err != nil {
+		return store.Object{}, err
+	}
+	if len(vs) == 0 {
+		return store.Object{}, fmt.Errorf("%s %s not found in workspace %s: %w", ak.what, name, ws, store.ErrNotFound)
+	}
+	return vs[len(vs)-1], nil
+}
+
+// findAsset resolves a reference's name and version (latest: the last
+// created); a missing one is an error listing what there is.
+func (s *Server) findAsset(ctx context.Context, ak assetKind, rg, ws, name, version string, latest bool) (store.Object, error) {
+	if latest {
+		o, err := s.latestAsset(ctx, ak, rg, ws, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return o, s.missingAsset(ctx, ak, rg, ws, name, "")
+		}
+		return o, err
+	}
+	o, err := s.store.Get(ctx, assetKey(ak.kind, rg, ws, name, version))
+	if errors.Is(err, store.ErrNotFound) {
+		return o, s.missingAsset(ctx, ak, rg, ws, name, version)
+	}
+	return o, err
+}
+
+// errAssetMissing marks a reference to an asset that is not there.
+var errAssetMissing = errors.New("asset not found")
+
+func (s *Server) missingAsset(ctx context.Context, ak assetKind, rg, ws, name, version string) error {
+	vs, err := s.assetVersions(ctx, ak, rg, ws, name)
+	if err != nil {
+		return err
+	}
+	if len(vs) == 0 {
+		all, err := s.assetVersions(ctx, ak, rg, ws, "")
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, o := range all {
+			if n, _ := splitAssetName(o); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+		slices.Sort(names)
+		list := strings.Join(names, ", ")
+		if list == "" {
+			list = "none"
+		}
+		return fmt.Errorf("%w: %s %s not found in workspace %s; %ss: %s", errAssetMissing, ak.what, name, ws, ak.what, list)
+	}
+	have := make([]string, len(vs))
+	for i, o := range vs {
+		_, have[i] = splitAssetName(o)
+	}
+	return fmt.Errorf("%w: %s %s version %s not found; versions: %s", errAssetMissing, ak.what, name, version, strings.Join(have, ", "))
+}
+
+// assetError answers a failed look-up.
+func assetError(w http.ResponseWriter, err error, what string) {
+	if errors.Is(err, errAssetMissing) {
+		writeError(w, http.StatusNotFound, "NotFound", strings.TrimPrefix(err.Error(), errAssetMissing.Error()+": "))
+		return
+	}
+	storeError(w, err, what)
+}
+
+func (s *Server) listAssets(ak assetKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		vs, err := s.assetVersions(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), "")
+		if err != nil {
+			storeError(w, err, ak.what+"s")
+			return
+		}
+		latest := map[string]store.Object{}
+		var names []string
+		for _, o := range vs {
+			n, _ := splitAssetName(o)
+			if _, ok := latest[n]; !ok {
+				names = append(names, n)
+			}
+			latest[n] = o // oldest first: the last one wins
+		}
+		slices.Sort(names)
+		out := []any{}
+		for _, n := range names {
+			o := latest[n]
+			_, v := splitAssetName(o)
+			out = append(out, ak.view(o, n, v))
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (s *Server) getAssetLatest(ak assetKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if l := r.URL.Query().Get("label"); l != "" && l != "latest" {
+			writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("label %q: the only label is latest; or ask for a version", l))
+			return
+		}
+		o, err := s.findAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, "", true)
+		if err != nil {
+			assetError(w, err, ak.what+" "+name)
+			return
+		}
+		_, v := splitAssetName(o)
+		writeJSON(w, http.StatusOK, ak.view(o, name, v))
+	}
+}
+
+func (s *Server) listAssetVersions(ak assetKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		vs, err := s.assetVersions(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name)
+		if err != nil {
+			storeError(w, err, ak.what+" "+name)
+			return
+		}
+		if len(vs) == 0 {
+			assetError(w, s.missingAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, ""), ak.what+" "+name)
+			return
+		}
+		out := []any{}
+		for i := len(vs) - 1; i >= 0; i-- { // newest first, as az lists them
+			_, v := splitAssetName(vs[i])
+			out = append(out, ak.view(vs[i], name, v))
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (s *Server) getAssetVersion(ak assetKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, version := r.PathValue("name"), r.PathValue("version")
+		o, err := s.findAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, version, false)
+		if err != nil {
+			assetError(w, err, ak.what+" "+name)
+			return
+		}
+		writeJSON(w, http.StatusOK, ak.view(o, name, version))
+	}
+}
+
+// putAssetVersion creates one version; the same content again is accepted
+// (a retried create), other content refused: versions never change.
+func (s *Server) putAssetVersion(ak assetKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rg, ws, name, version := r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name"), r.PathValue("version")
+		body, err := rawBody(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+			return
+		}
+		s.createAsset(w, r, ak, rg, ws, name, version, body, false)
+	}
+}
+
+// postAssetVersion creates the next version: 1 + the highest numeric one.
+func (s *Server) postAssetVersion(ak assetKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rg, ws, name := r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name")
+		body, err := rawBody(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+			return
+		}
+		// Two creates at once may pick the same number: the loser takes
+		// the next one.
+		for range 20 {
+			vs, err := s.assetVersions(r.Context(), ak, rg, ws, name)
+			if err != nil {
+				storeError(w, err, ak.what+" "+name)
+				return
+			}
+			var top int64
+			for _, o := range vs {
+				_, v := splitAssetName(o)
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > top {
+					top = n
+				}
+			}
+			if s.createAsset(w, r, ak, rg, ws, name, strconv.FormatInt(top+1, 10), body, true) {
+				return
+			}
+		}
+		writeError(w, http.StatusConflict, "Conflict", fmt.Sprintf("%s %s: versions were being created meanwhile; retry", ak.what, name))
+	}
+}
+
+// createAsset stores a version and answers; with next, a version that came
+// to exist meanwhile is not answered, and false says to try the next one.
+func (s *Server) createAsset(w http.ResponseWriter, r *http.Request, ak assetKind, rg, ws, name, version string, body []byte, next bool) bool {
+	ctx := r.Context()
+	spec, err := ak.normalize(s, ctx, rg, ws, body, name, version)
+	if err != nil {
+		if !isUserError(err) {
+			writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+			return true
+		}
+		writeError(w, http.StatusBadRequest, "InvalidConfiguration", err.Error())
+		return true
+	}
+	k := assetKey(ak.kind, rg, ws, name, version)
+	o, err := s.store.Create(ctx, k, spec, nil)
+	switch {
+	case errors.Is(err, store.ErrExists) && next:
+		return false
+	case errors.Is(err, store.ErrExists):
+		cur, gerr := s.store.Get(ctx, k)
+		if gerr != nil {
+			storeError(w, gerr, ak.what+" "+name)
+			return true
+		}
+		if !bytes.Equal(cur.Spec, spec) {
+			writeError(w, http.StatusConflict, "Conflict", fmt.Sprintf("%s %s version %s exists; versions are immutable: create another version (or leave the version out for the next one)", ak.what, name, version))
+			return true
+		}
+		writeJSON(w, http.StatusOK, ak.view(cur, name, version))
+		return true
+	case err != nil:
+		storeError(w, err, ak.what+" "+name)
+		return true
+	}
+	writeJSON(w, http.StatusCreated, ak.view(o, name, version))
+	return true
+}
+
+// sameNameVersion checks the name and version a body gives against the
+// URL's.
+func sameNameVersion(bodyName, bodyVersion, name, version string) error {
+	if bodyName != "" && bodyName != name {
+		return fmt.Errorf("name %q in the body differs from %q in the URL", bodyName, name)
+	}
+	if bodyVersion != "" && bodyVersion != version {
+		return fmt.Errorf("version %q in the body differs from %q in the URL: leave it out, or create that version", bodyVersion, version)
+	}
+	return nil
+}
+
+// strictJSON decodes an asset body strictly (field names as documented).
+func strictJSON(body []byte, v any) error { return decodeStrict(body, v) }
+
+// defaultBuildImage is what a job runs in when its environment is a
+// Docker build context: the build is recorded, not built (there is no
+// image builder), and the job runs in Azure ML's base image.
+const defaultBuildImage = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"
+
+func normalizeEnvironment(_ *Server, _ context.Context, _, _ string, body []byte, name, version string) (json.RawMessage, error) {
+	var env api.Environment
+	if err := strictJSON(body, &env); err != nil {
+		return nil, err
+	}
+	if err := sameNameVersion(env.Name, env.Version, name, version); err != nil {
+		return nil, err
+	}
+	switch {
+	case env.Image == "" && env.Build == nil:
+		return nil, errors.New("image or build is required: image: <reference> (optionally with conda_file), or build: {path: <folder>}")
+	case env.Image != "" && env.Build != nil:
+		return nil, errors.New("give image or build, not both")
+	case env.Build != nil && env.Build.Path == "":
+		return nil, errors.New("build.path is required: the folder of the Docker build context")
+	case len(env.CondaFile) > 0 && env.Image == "" && string(bytes.TrimSpace(env.CondaFile)) != "null":
+		return nil, errors.New("conda_file needs image: it is applied on top of an image")
+	}
+	if env.Image != "" {
+		if _, err := imageref.ParseReference(env.Image); err != nil {
+			return nil, fmt.Errorf("image %q: %v", env.Image, err)
+		}
+	}
+	switch strings.ToLower(env.OSType) {
+	case "", "linux":
+		env.OSType = "linux"
+	case "windows":
+		env.OSType = "windows"
+	default:
+		return nil, fmt.Errorf("os_type %q: use linux or windows", env.OSType)
+	}
+	if env.Build != nil && env.Build.DockerfilePath == "" {
+		env.Build.DockerfilePath = "Dockerfile"
+	}
+	// What identifies a version is its content: the fields the server
+	// fills in are not kept.
+	env.Schema, env.ID, env.CreationContext = "", "", nil
+	env.Name, env.Version = name, version
+	return json.Marshal(env)
+}
+
+func environmentView(o store.Object, name, version string) any {
+	var env api.Environment
+	if err := json.Unmarshal(o.Spec, &env); err != nil {
+		env.Description = fmt.Sprintf("stored environment unreadable: %v", err)
+	}
+	env.Name, env.Version = name, version
+	env.ID = assetID(o, kindEnvironment)
+	env.CreationContext = &api.CreationContext{CreatedAt: o.Created, LastModified: o.Updated}
+	return env
+}
+
+func normalizeData(s *Server, ctx context.Context, _, _ string, body []byte, name, version string) (json.RawMessage, error) {
+	var d api.Data
+	if err := strictJSON(body, &d); err != nil {
+		return nil, err
+	}
+	if err := sameNameVersion(d.Name, d.Version, name, version); err != nil {
+		return nil, err
+	}
+	switch d.Type {
+	case "":
+		d.Type = jobspec.TypeURIFolder
+	case jobspec.TypeURIFolder, jobspec.TypeURIFile, jobspec.TypeMLTable:
+	default:
+		return nil, fmt.Errorf("type %q: use uri_folder (the default), uri_file or mltable", d.Type)
+	}
+	if d.Path == "" {
+		return nil, errors.New("path is required: an azureml://datastores/<datastore>/paths/<path> URI (the client uploads local paths first)")
+	}
+	if err := s.checkDataPath(ctx, "path", d.Type, d.Path); err != nil {
+		return nil, err
+	}
+	d.Schema, d.ID, d.CreationContext = "", "", nil
+	d.Name, d.Version = name, version
+	return json.Marshal(d)
+}
+
+func dataView(o store.Object, name, version string) any {
+	var d api.Data
+	if err := json.Unmarshal(o.Spec, &d); err != nil {
+		d.Description = fmt.Sprintf("stored data asset unreadable: %v", err)
+	}
+	d.Name, d.Version = name, version
+	d.ID = assetID(o, kindData)
+	d.CreationContext = &api.CreationContext{CreatedAt: o.Created, LastModified: o.Updated}
+	return d
+}
+
+func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) {
+	s.listAssets(environments)(w, r)
+}
+func (s *Server) getEnvironmentLatest(w http.ResponseWriter, r *http.Request) {
+	s.getAssetLatest(environments)(w, r)
+}
+func (s *Server) listEnvironmentVersions(w http.ResponseWriter, r *http.Request) {
+	s.listAssetVersions(environments)(w, r)
+}
+func (s *Server) getEnvironmentVersion(w http.ResponseWriter, r *http.Request) {
+	s.getAssetVersion(environments)(w, r)
+}
+func (s *Server) putEnvironmentVersion(w http.ResponseWriter, r *http.Request) {
+	s.putAssetVersion(environments)(w, r)
+}
+func (s *Server) postEnvironmentVersion(w http.ResponseWriter, r *http.Request) {
+	s.postAssetVersion(environments)(w, r)
+}
+
+func (s *Server) listData(w http.ResponseWriter, r *http.Request) { s.listAssets(dataAssets)(w, r) }
+func (s *Server) getDataLatest(w http.ResponseWriter, r *http.Request) {
+	s.getAssetLatest(dataAssets)(w, r)
+}
+func (s *Server) listDataVersions(w http.ResponseWriter, r *http.Request) {
+	s.listAssetVersions(dataAssets)(w, r)
+}
+func (s *Server) getDataVersion(w http.ResponseWriter, r *http.Request) {
+	s.getAssetVersion(dataAssets)(w, r)
+}
+func (s *Server) putDataVersion(w http.ResponseWriter, r *http.Request) {
+	s.putAssetVersion(dataAssets)(w, r)
+}
+func (s *Server) postDataVersion(w http.ResponseWriter, r *http.Request) {
+	s.postAssetVersion(dataAssets)(w, r)
+}

@@ -194,6 +194,22 @@ func TestJobs(t *testing.T) {
 		if err != nil || !strings.Contains(string(log), "accuracy: ") {
 			t.Fatalf("artifacts/user_logs/std_log.txt: %v %s", err, log)
 		}
+		// Another job takes the model from the first one's output path in
+		// the datastore.
+		predictJob := writeJob(t, fmt.Sprintf(`command: >-
+  python -c "import pickle,sys; m=pickle.load(open(sys.argv[1],'rb')); print('prediction', m.predict([[5.0,3.4,1.5,0.2]])[0])"
+  ${{inputs.model}}/model.pkl
+environment: {image: python}
+compute: azureml:local-compute
+inputs:
+  model:
+    type: uri_folder
+    path: azureml://datastores/workspaceblobstore/paths/azureml/%s/model/
+    mode: download
+`, name))
+		if out := f.mustML("job", "create", "-f", predictJob, "--stream"); !strings.Contains(out, "prediction setosa") {
+			t.Fatalf("the model from the datastore path did not predict:\n%s", out)
+		}
 		// The same code again is not uploaded again.
 		_, errOut, code := f.ml("job", "create", "-f", filepath.Join(f.root, "examples/jobs/sklearn-iris/job.yml"), "--set", "display_name=again")
 		if code != 0 || !strings.Contains(errOut, "reusing") {
@@ -302,6 +318,27 @@ spec:
 		}
 		f.mustML("job", "cancel", "-n", name)
 		f.waitState(name, api.JobCanceled, 30*time.Second)
+	})
+
+	run("a distribution of one runs with its framework's variables", func(t *testing.T) {
+		for _, c := range []struct{ dist, want string }{
+			{"{type: pytorch}", "WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 NODE_RANK=0 MASTER_PORT=6105"},
+			{"{type: tensorflow, worker_count: 1}", `{"type": "worker", "index": 0}`},
+			{"{type: mpi, process_count_per_instance: 1}", "OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=1"},
+		} {
+			job := writeJob(t, `command: >-
+  python -c "import os, json; e = os.environ;
+  print('WORLD_SIZE=%s RANK=%s LOCAL_RANK=%s NODE_RANK=%s MASTER_PORT=%s' % tuple(e.get(k) for k in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'NODE_RANK', 'MASTER_PORT')));
+  print('OMPI_COMM_WORLD_RANK=%s OMPI_COMM_WORLD_SIZE=%s' % (e.get('OMPI_COMM_WORLD_RANK'), e.get('OMPI_COMM_WORLD_SIZE')));
+  print(json.dumps(json.loads(e.get('TF_CONFIG', '{}')).get('task')))"
+environment: {image: python}
+compute: azureml:local-compute
+distribution: `+c.dist+"\n")
+			out := f.mustML("job", "create", "-f", job, "--stream")
+			if !strings.Contains(out, c.want) {
+				t.Fatalf("distribution %s: no %q in\n%s", c.dist, c.want, out)
+			}
+		}
 	})
 
 	run("a failing command fails the job with its exit code and the end of its log", func(t *testing.T) {

@@ -39,6 +39,9 @@ func TestPodProblem(t *testing.T) {
 	}
 	crash := waiting("CrashLoopBackOff", "back-off")
 	crash.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ExitCode: 2, Reason: "Error", Message: "bad flag"}
+	crash.RestartCount = crashesBeforeFailed
+	firstCrash := crash
+	firstCrash.RestartCount = 1
 	cases := []struct {
 		name string
 		pod  corev1.Pod
@@ -48,6 +51,7 @@ func TestPodProblem(t *testing.T) {
 		{"still creating", corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("ContainerCreating", "")}}}, ""},
 		{"crash loop", corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{crash}}},
 			"container c: CrashLoopBackOff (last exit code 2, Error: bad flag)"},
+		{"restarting after one crash", corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{firstCrash}}}, ""},
 		{"no command", corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("CreateContainerConfigError", "needs a command")}}},
 			"container c: CreateContainerConfigError: needs a command"},
 		{"unschedulable", corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled,

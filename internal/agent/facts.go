@@ -17,6 +17,7 @@ import (
 
 	"outpost.dev/outpost/api"
 	amlarcv1 "outpost.dev/outpost/api/amlarc/v1alpha1"
+	"outpost.dev/outpost/internal/kubenode"
 	"outpost.dev/outpost/internal/version"
 )
 
@@ -53,7 +54,7 @@ func (a *Agent) facts(ctx context.Context) api.ClusterFacts {
 	f.Nodes = nodeFacts(nodes.Items)
 	cpu, mem, gpu := resource.Quantity{}, resource.Quantity{}, resource.Quantity{}
 	for _, n := range nodes.Items {
-		if !nodeReady(&n) {
+		if !kubenode.Ready(&n) {
 			continue
 		}
 		cpu.Add(n.Status.Allocatable[corev1.ResourceCPU])
@@ -75,7 +76,7 @@ func nodeFacts(nodes []corev1.Node) []api.NodeFacts {
 			q := n.Status.Allocatable[r]
 			alloc[string(r)] = q.String()
 		}
-		out = append(out, api.NodeFacts{Name: n.Name, Labels: n.Labels, Allocatable: alloc, Ready: nodeReady(&n)})
+		out = append(out, api.NodeFacts{Name: n.Name, Labels: n.Labels, Allocatable: alloc, Ready: kubenode.Ready(&n)})
 	}
 	slices.SortFunc(out, func(x, y api.NodeFacts) int { return strings.Compare(x.Name, y.Name) })
 	return out
@@ -147,15 +148,6 @@ func quantities(rl corev1.ResourceList) map[string]string {
 		out[string(k)] = q.String()
 	}
 	return out
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // ClusterIdentity is the UID of namespace kube-system, which Azure Arc also

@@ -166,6 +166,11 @@ func (a *Agent) workloadProblem(ctx context.Context, workload *unstructured.Unst
 	return ""
 }
 
+// crashesBeforeFailed is how many restarts make a crash-looping component a
+// failed install rather than one that is coming back: the first back-off
+// after a crash is 10 s, during which the pod already says CrashLoopBackOff.
+const crashesBeforeFailed = 3
+
 // podProblem names what keeps a pod from running, when it is something that
 // waiting will not fix.
 func podProblem(p *corev1.Pod) string {
@@ -176,6 +181,9 @@ func podProblem(p *corev1.Pod) string {
 	}
 	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 		if w := cs.State.Waiting; w != nil {
+			if w.Reason == "CrashLoopBackOff" && cs.RestartCount < crashesBeforeFailed {
+				continue // a component that died once (a node restart, kill -9) comes back by itself
+			}
 			switch w.Reason {
 			case "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "RunContainerError":
 				msg := w.Reason

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/atomicfile"
 	"outpost.dev/outpost/internal/store"
 )
 
@@ -281,24 +282,15 @@ func (s *Store) putBlob(r io.Reader, h string, limit int64) (int64, error) {
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return n, err
 	}
-	if err := syncDir(shard); err != nil {
+	if err := atomicfile.SyncDir(shard); err != nil {
 		return n, err
 	}
 	if newShard {
-		if err := syncDir(filepath.Dir(shard)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(shard)); err != nil {
 			return n, err
 		}
 	}
 	return n, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // idleDeadline moves a connection's read (or write) deadline forward on

@@ -24,7 +24,7 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
 // Create is Write that never replaces: when path already exists it returns
@@ -43,7 +43,7 @@ func Create(path string, data []byte, perm os.FileMode) error {
 		}
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
 func temp(path string, data []byte, perm os.FileMode) (string, error) {
@@ -75,7 +75,9 @@ func temp(path string, data []byte, perm os.FileMode) (string, error) {
 	return name, nil
 }
 
-func syncDir(dir string) error {
+// SyncDir flushes dir itself, so that a file created, renamed or linked
+// into it survives a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

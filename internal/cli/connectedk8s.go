@@ -19,6 +19,7 @@ import (
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/agent"
 	"outpost.dev/outpost/internal/client"
+	"outpost.dev/outpost/internal/egress"
 	"outpost.dev/outpost/internal/output"
 	"outpost.dev/outpost/internal/version"
 )
@@ -79,14 +80,14 @@ func connectedk8sCmd() *cobra.Command {
 	out := outputFlag(connectC)
 	connectC.RunE = func(cmd *cobra.Command, _ []string) error {
 		if proxy != "" {
-			if err := agent.CheckProxy(proxy); err != nil {
+			if err := egress.CheckProxy(fmt.Sprintf("proxy %q", proxy), proxy); err != nil {
 				return fmt.Errorf("--proxy-https: %w", err)
 			}
 		}
 		if _, err := imageref.ParseReference(*image); err != nil {
 			return fmt.Errorf("--image %q: %w (want an image reference such as registry.example.com/outpost:v1)", *image, err)
 		}
-		if err := agent.CheckNoProxy(noProxy); err != nil {
+		if err := egress.CheckNoProxy("proxy skip range", noProxy); err != nil {
 			return fmt.Errorf("--proxy-skip-range: %w", err)
 		}
 		ws, err := connect()

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,9 +48,9 @@ func normalizeDoc(m map[string]any, t reflect.Type, path string) []error {
 		names = append(names, name)
 	}
 	var errs []error
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		f, ok := fields[k]
-		p := joinField(path, k)
+		p := jobspec.JoinPath(path, k)
 		if !ok {
 			errs = append(errs, &jobspec.FieldError{Path: p, Msg: fmt.Sprintf("unknown field %q (allowed here: %s)", k, strings.Join(names, ", "))})
 			continue
@@ -117,6 +119,19 @@ func jsonKind(t reflect.Type) string {
 	return "a number"
 }
 
+// assetKind is what the environment and data commands differ in.
+type assetKind[T any] struct {
+	kind  string // the API's collection
+	cmd   string // the command: outpost ml <cmd>
+	what  string // what messages call one
+	table func(...T) func() output.Table
+}
+
+var (
+	environmentKind = assetKind[api.Environment]{kind: kindEnvironments, cmd: "environment", what: "environment", table: envTable}
+	dataKind        = assetKind[api.Data]{kind: kindData, cmd: "data", what: "data asset", table: dataTable}
+)
+
 func envTable(es ...api.Environment) func() output.Table {
 	return func() output.Table {
 		t := output.Table{Header: []string{"NAME", "VERSION", "IMAGE", "BUILD", "CREATED"}}
@@ -182,119 +197,124 @@ func versionOf(m map[string]any) string {
 
 func mlEnvironmentCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "environment", Short: "Register and show environments (images, conda files, build contexts)"}
-
-	create := &cobra.Command{Use: "create", Short: "Create an environment version from a YAML file or flags", Args: cobra.NoArgs,
+	create := environmentKind.createCmd(&cobra.Command{Use: "create", Short: "Create an environment version from a YAML file or flags", Args: cobra.NoArgs,
 		Long: "Create an environment version. Without --version (in the file or as a flag) the next version is taken\n" +
 			"(1 + the highest numeric one). A local conda_file is read into the environment; a local build context\n" +
-			"(build.path) is uploaded to the workspace's datastore."}
-	var w wsFlags
-	w.add(create)
-	var file, name, version, image, conda, buildContext, dockerfile, description string
-	var sets []string
-	create.Flags().StringVarP(&file, "file", "f", "", "the environment's YAML file")
-	create.Flags().StringVarP(&name, "name", "n", "", "name (default: the file's)")
-	create.Flags().StringVarP(&version, "version", "v", "", "version (default: the file's, else the next one)")
-	create.Flags().StringVarP(&image, "image", "i", "", "Docker image")
-	create.Flags().StringVarP(&conda, "conda-file", "c", "", "conda file applied on top of the image")
-	create.Flags().StringVarP(&buildContext, "build-context", "b", "", "local folder (or URI) of a Docker build context")
-	create.Flags().StringVarP(&dockerfile, "dockerfile-path", "d", "", "the Dockerfile in the build context (default Dockerfile)")
-	create.Flags().StringVar(&description, "description", "", "description")
-	create.Flags().StringArrayVar(&sets, "set", nil, "override a field of the file: --set a.b=value (repeatable)")
-	out := outputFlag(create)
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
-		m, base, explain, err := assetDoc(file, sets)
-		if err != nil {
-			return err
+			"(build.path) is uploaded to the workspace's datastore."}, "", func(create *cobra.Command) assetFields {
+		var image, conda, buildContext, dockerfile string
+		create.Flags().StringVarP(&image, "image", "i", "", "Docker image")
+		create.Flags().StringVarP(&conda, "conda-file", "c", "", "conda file applied on top of the image")
+		create.Flags().StringVarP(&buildContext, "build-context", "b", "", "local folder (or URI) of a Docker build context")
+		create.Flags().StringVarP(&dockerfile, "dockerfile-path", "d", "", "the Dockerfile in the build context (default Dockerfile)")
+		return assetFields{
+			set: func(m map[string]any) {
+				setFields(m, map[string]string{"image": image, "conda_file": conda})
+				if buildContext != "" || dockerfile != "" {
+					b, _ := m["build"].(map[string]any) // a missing build is made below
+					if b == nil {
+						b = map[string]any{}
+						m["build"] = b
+					}
+					setFields(b, map[string]string{"path": buildContext, "dockerfile_path": dockerfile})
+				}
+			},
+			check: func(m map[string]any) error {
+				if m["image"] == nil && m["build"] == nil {
+					return &jobspec.FieldError{Msg: "an environment needs image (e.g. image: python:3.11, or --image) or build.path (a folder with a Dockerfile, or --build-context)"}
+				}
+				return nil
+			},
+			resolve: (*resolver).environment,
 		}
-		setFields(m, map[string]string{"name": name, "version": version, "image": image, "conda_file": conda, "description": description})
-		if buildContext != "" || dockerfile != "" {
-			b, _ := m["build"].(map[string]any) // a missing build is made below
-			if b == nil {
-				b = map[string]any{}
-				m["build"] = b
-			}
-			setFields(b, map[string]string{"path": buildContext, "dockerfile_path": dockerfile})
-		}
-		if errs := normalizeDoc(m, reflect.TypeFor[api.Environment](), ""); len(errs) > 0 {
-			return explain(errors.Join(errs...))
-		}
-		if err := requireName(m, "environment"); err != nil {
-			return explain(err)
-		}
-		if m["image"] == nil && m["build"] == nil {
-			return explain(&jobspec.FieldError{Msg: "an environment needs image (e.g. image: python:3.11, or --image) or build.path (a folder with a Dockerfile, or --build-context)"})
-		}
-		r := &resolver{loadYAML: loadYAMLFile}
-		if err := r.environment(m, base, ""); err != nil {
-			return explain(err)
-		}
-		var env api.Environment
-		if err := decodeAsset(m, &env); err != nil {
-			return explain(err)
-		}
-		return createAsset(cmd, w, kindEnvironments, env.Name, versionOf(m), r, env, *out, func(e api.Environment) func() output.Table { return envTable(e) })
-	}
-
-	show, list := assetShowList(kindEnvironments, "environment", func(e api.Environment) func() output.Table { return envTable(e) },
-		func(es []api.Environment) func() output.Table { return envTable(es...) })
+	})
+	show, list := environmentKind.showListCmds()
 	cmd.AddCommand(create, show, list)
 	return cmd
 }
 
 func mlDataCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "data", Short: "Register and show data assets (named, versioned datastore paths)"}
-
-	create := &cobra.Command{Use: "create", Short: "Create a data asset version from a YAML file or flags", Args: cobra.NoArgs,
+	create := dataKind.createCmd(&cobra.Command{Use: "create", Short: "Create a data asset version from a YAML file or flags", Args: cobra.NoArgs,
 		Long: "Create a data asset version. A local path is uploaded to the workspace's datastore first (once:\n" +
-			"unchanged content is reused). Without --version (in the file or as a flag) the next version is taken."}
+			"unchanged content is reused). Without --version (in the file or as a flag) the next version is taken."}, "d", func(create *cobra.Command) assetFields {
+		var path, typ string
+		create.Flags().StringVarP(&path, "path", "p", "", "a local file or folder, or a datastore URI (azureml://datastores/<ds>/paths/<path>)")
+		enumVar(create, &typ, "type", "t", "", "type (default: the file's, else uri_folder)", jobspec.TypeURIFolder, jobspec.TypeURIFile, jobspec.TypeMLTable)
+		return assetFields{
+			set: func(m map[string]any) { setFields(m, map[string]string{"path": path, "type": typ}) },
+			check: func(m map[string]any) error {
+				if p, _ := m["path"].(string); p == "" {
+					return &jobspec.FieldError{Path: "path", Msg: "required: a local file or folder, or azureml://datastores/<datastore>/paths/<path> (--path)"}
+				}
+				if t, ok := m["type"].(string); ok {
+					if err := (enumFlag{new(string), []string{jobspec.TypeURIFolder, jobspec.TypeURIFile, jobspec.TypeMLTable}}).Set(t); err != nil {
+						return &jobspec.FieldError{Path: "type", Msg: err.Error()}
+					}
+					m["type"] = strings.ToLower(t)
+				}
+				return nil
+			},
+			resolve: (*resolver).data,
+		}
+	})
+	show, list := dataKind.showListCmds()
+	cmd.AddCommand(create, show, list)
+	return cmd
+}
+
+// assetFields are a kind's own part of its create command: set puts its
+// flags into the document, check tells what the document lacks, resolve
+// reads or uploads the local files it names.
+type assetFields struct {
+	set     func(m map[string]any)
+	check   func(m map[string]any) error
+	resolve func(r *resolver, m map[string]any, base, field string) error
+}
+
+// createCmd makes c the kind's create command: the flags every kind has
+// (--file, --name, --version, --description with descShorthand, --set,
+// the workspace's, --output) around its own, which own adds. The document
+// is the file's with the flags over it; once checked, what it names is
+// uploaded and it is created.
+func (k assetKind[T]) createCmd(c *cobra.Command, descShorthand string, own func(*cobra.Command) assetFields) *cobra.Command {
 	var w wsFlags
-	w.add(create)
-	var file, name, version, path, typ, description string
+	w.add(c)
+	var file, name, version, description string
 	var sets []string
-	create.Flags().StringVarP(&file, "file", "f", "", "the data asset's YAML file")
-	create.Flags().StringVarP(&name, "name", "n", "", "name (default: the file's)")
-	create.Flags().StringVarP(&version, "version", "v", "", "version (default: the file's, else the next one)")
-	create.Flags().StringVarP(&path, "path", "p", "", "a local file or folder, or a datastore URI (azureml://datastores/<ds>/paths/<path>)")
-	enumVar(create, &typ, "type", "t", "", "type (default: the file's, else uri_folder)", jobspec.TypeURIFolder, jobspec.TypeURIFile, jobspec.TypeMLTable)
-	create.Flags().StringVarP(&description, "description", "d", "", "description")
-	create.Flags().StringArrayVar(&sets, "set", nil, "override a field of the file: --set a.b=value (repeatable)")
-	out := outputFlag(create)
-	create.RunE = func(cmd *cobra.Command, _ []string) error {
+	c.Flags().StringVarP(&file, "file", "f", "", "the "+k.what+"'s YAML file")
+	c.Flags().StringVarP(&name, "name", "n", "", "name (default: the file's)")
+	c.Flags().StringVarP(&version, "version", "v", "", "version (default: the file's, else the next one)")
+	f := own(c)
+	c.Flags().StringVarP(&description, "description", descShorthand, "", "description")
+	c.Flags().StringArrayVar(&sets, "set", nil, "override a field of the file: --set a.b=value (repeatable)")
+	out := outputFlag(c)
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		m, base, explain, err := assetDoc(file, sets)
 		if err != nil {
 			return err
 		}
-		setFields(m, map[string]string{"name": name, "version": version, "path": path, "type": typ, "description": description})
-		if errs := normalizeDoc(m, reflect.TypeFor[api.Data](), ""); len(errs) > 0 {
+		setFields(m, map[string]string{"name": name, "version": version, "description": description})
+		f.set(m)
+		if errs := normalizeDoc(m, reflect.TypeFor[T](), ""); len(errs) > 0 {
 			return explain(errors.Join(errs...))
 		}
-		if err := requireName(m, "data asset"); err != nil {
+		if err := requireName(m, k.what); err != nil {
 			return explain(err)
 		}
-		if p, _ := m["path"].(string); p == "" {
-			return explain(&jobspec.FieldError{Path: "path", Msg: "required: a local file or folder, or azureml://datastores/<datastore>/paths/<path> (--path)"})
-		}
-		if t, ok := m["type"].(string); ok {
-			if err := (enumFlag{new(string), []string{jobspec.TypeURIFolder, jobspec.TypeURIFile, jobspec.TypeMLTable}}).Set(t); err != nil {
-				return explain(&jobspec.FieldError{Path: "type", Msg: err.Error()})
-			}
-			m["type"] = strings.ToLower(t)
+		if err := f.check(m); err != nil {
+			return explain(err)
 		}
 		r := &resolver{loadYAML: loadYAMLFile}
-		if err := r.data(m, base, ""); err != nil {
+		if err := f.resolve(r, m, base, ""); err != nil {
 			return explain(err)
 		}
-		var d api.Data
-		if err := decodeAsset(m, &d); err != nil {
+		var doc T
+		if err := decodeAsset(m, &doc); err != nil {
 			return explain(err)
 		}
-		return createAsset(cmd, w, kindData, d.Name, versionOf(m), r, d, *out, func(d api.Data) func() output.Table { return dataTable(d) })
+		return k.create(cmd, w, m["name"].(string), versionOf(m), r, doc, *out)
 	}
-
-	show, list := assetShowList(kindData, "data asset", func(d api.Data) func() output.Table { return dataTable(d) },
-		func(ds []api.Data) func() output.Table { return dataTable(ds...) })
-	cmd.AddCommand(create, show, list)
-	return cmd
+	return c
 }
 
 func requireName(m map[string]any, what string) error {
@@ -304,9 +324,9 @@ func requireName(m map[string]any, what string) error {
 	return nil
 }
 
-// createAsset uploads what the asset names and creates it: PUT of the
-// version given, else POST of the next one.
-func createAsset[T any](cmd *cobra.Command, w wsFlags, kind, name, version string, r *resolver, body T, o output.Options, table func(T) func() output.Table) error {
+// create uploads what the asset names and creates it: PUT of the version
+// given, else POST of the next one.
+func (k assetKind[T]) create(cmd *cobra.Command, w wsFlags, name, version string, r *resolver, body T, o output.Options) error {
 	ws, err := connect()
 	if err != nil {
 		return err
@@ -318,25 +338,19 @@ func createAsset[T any](cmd *cobra.Command, w wsFlags, kind, name, version strin
 	}
 	var created T
 	if version != "" {
-		err = ws.Do(ctx, "PUT", p.version(kind, name, version), body, &created)
+		err = ws.Do(ctx, "PUT", p.version(k.kind, name, version), body, &created)
 	} else {
-		err = ws.Do(ctx, "POST", p.versions(kind, name), body, &created)
+		err = ws.Do(ctx, "POST", p.versions(k.kind, name), body, &created)
 	}
 	if err != nil {
-		return checkWith(err, fmt.Sprintf("outpost ml %s list --name %s --workspace-name %s --resource-group %s", cliKind(kind), shellQuote(name), shellQuote(w.ws), shellQuote(w.rg)))
+		return checkWith(err, fmt.Sprintf("outpost ml %s list --name %s --workspace-name %s --resource-group %s", k.cmd, shellQuote(name), shellQuote(w.ws), shellQuote(w.rg)))
 	}
-	return printResult(cmd, o, created, table(created))
+	return printResult(cmd, o, created, k.table(created))
 }
 
-func cliKind(kind string) string {
-	if kind == kindEnvironments {
-		return "environment"
-	}
-	return "data"
-}
-
-// assetShowList are the show and list commands of an asset kind.
-func assetShowList[T any](kind, what string, one func(T) func() output.Table, many func([]T) func() output.Table) (*cobra.Command, *cobra.Command) {
+// showListCmds are the kind's show and list commands.
+func (k assetKind[T]) showListCmds() (*cobra.Command, *cobra.Command) {
+	kind, what := k.kind, k.what
 	show := &cobra.Command{Use: "show", Short: "Show a " + what + " version (the latest by default)", Args: cobra.NoArgs}
 	var sw wsFlags
 	var name, version, label string
@@ -353,7 +367,7 @@ func assetShowList[T any](kind, what string, one func(T) func() output.Table, ma
 		if version != "" {
 			path = sw.path().version(kind, name, version)
 		}
-		return fetchAndPrint(cmd, *showOut, path, one)
+		return fetchAndPrint(cmd, *showOut, path, func(v T) func() output.Table { return k.table(v) })
 	}
 
 	list := &cobra.Command{Use: "list", Short: "List " + what + "s (the latest version of each), or the versions of one", Args: cobra.NoArgs}
@@ -382,7 +396,7 @@ func assetShowList[T any](kind, what string, one func(T) func() output.Table, ma
 		if *maxResults > 0 && len(vs) > *maxResults {
 			vs = vs[:*maxResults]
 		}
-		return printResult(cmd, *listOut, vs, many(vs))
+		return printResult(cmd, *listOut, vs, k.table(vs...))
 	}
 	return show, list
 }

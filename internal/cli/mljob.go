@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -261,7 +263,7 @@ func planDownload(j api.Job, all bool, outputName, dest string) ([]downloadItem,
 	switch {
 	case all:
 		items := []downloadItem{arts}
-		for _, o := range sortedKeys(j.Outputs) {
+		for _, o := range slices.Sorted(maps.Keys(j.Outputs)) {
 			items = append(items, named(o))
 		}
 		return items, nil
@@ -269,7 +271,7 @@ func planDownload(j api.Job, all bool, outputName, dest string) ([]downloadItem,
 		return []downloadItem{arts}, nil
 	}
 	if _, ok := j.Outputs[outputName]; !ok {
-		names := append([]string{"artifacts (the default)"}, sortedKeys(j.Outputs)...)
+		names := append([]string{"artifacts (the default)"}, slices.Sorted(maps.Keys(j.Outputs))...)
 		return nil, fmt.Errorf("--output-name %s: job %s has no such output; its outputs: %s", outputName, j.Name, strings.Join(names, ", "))
 	}
 	return []downloadItem{named(outputName)}, nil
@@ -295,7 +297,7 @@ func downloadLogs(ctx context.Context, ws *client.Client, p wsPath, name, dir st
 	offsets := map[string]int64{}
 	for {
 		var from []string
-		for _, f := range sortedKeys(offsets) {
+		for _, f := range slices.Sorted(maps.Keys(offsets)) {
 			from = append(from, f+":"+strconv.FormatInt(offsets[f], 10))
 		}
 		var logs api.JobLogs

@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -235,7 +237,7 @@ func TestDownloadLogs(t *testing.T) {
 		}
 		// At most 5 bytes per file and answer, to take several rounds.
 		logs := api.JobLogs{Status: api.JobCompleted, Done: true, Chunks: []api.JobLogChunk{}}
-		for _, name := range sortedKeys(files) {
+		for _, name := range slices.Sorted(maps.Keys(files)) {
 			off := from[name]
 			data := files[name][off:]
 			if len(data) == 0 {

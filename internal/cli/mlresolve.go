@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -94,13 +95,6 @@ func fieldError(path string, err error) error {
 	return &jobspec.FieldError{Path: path, Msg: err.Error()}
 }
 
-func joinField(prefix, field string) string {
-	if prefix == "" {
-		return field
-	}
-	return prefix + "." + field
-}
-
 // unsupportedJobType refuses the job types Outpost does not run before
 // anything else is looked at: their fields (trial, jobs) would only make
 // unknown-field errors that hide the point.
@@ -128,7 +122,7 @@ func (r *resolver) job(doc map[string]any, base string) error {
 		}
 	}
 	if inputs, ok := doc["inputs"].(map[string]any); ok {
-		for _, name := range sortedKeys(inputs) {
+		for _, name := range slices.Sorted(maps.Keys(inputs)) {
 			in, ok := inputs[name].(map[string]any)
 			if !ok {
 				continue // a literal
@@ -191,7 +185,7 @@ func (r *resolver) data(in map[string]any, base, field string) error {
 		typ = strings.ToLower(t)
 	}
 	abs := absPath(base, p)
-	pathField := joinField(field, "path")
+	pathField := jobspec.JoinPath(field, "path")
 	st, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -252,9 +246,9 @@ func (r *resolver) environment(env map[string]any, base, field string) error {
 			v, err := r.loadYAML(file)
 			switch _, isMap := v.(map[string]any); {
 			case err != nil:
-				errs = append(errs, fieldError(joinField(field, "conda_file"), err))
+				errs = append(errs, fieldError(jobspec.JoinPath(field, "conda_file"), err))
 			case !isMap:
-				errs = append(errs, fieldError(joinField(field, "conda_file"), fmt.Errorf("%s is not a conda environment file (a mapping with name, channels, dependencies)", file)))
+				errs = append(errs, fieldError(jobspec.JoinPath(field, "conda_file"), fmt.Errorf("%s is not a conda environment file (a mapping with name, channels, dependencies)", file)))
 			default:
 				env["conda_file"] = v
 			}
@@ -263,7 +257,7 @@ func (r *resolver) environment(env map[string]any, base, field string) error {
 	if b, ok := env["build"].(map[string]any); ok {
 		if p, ok := b["path"].(string); ok {
 			if p, local := localPath(p); local {
-				pathField := joinField(field, "build.path")
+				pathField := jobspec.JoinPath(field, "build.path")
 				dir := absPath(base, p)
 				st, err := os.Stat(dir)
 				switch {
@@ -384,13 +378,4 @@ func size(n int64) string {
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }

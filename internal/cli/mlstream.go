@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +54,7 @@ func newLogPrinter(w io.Writer, processes int) *logPrinter {
 // from is the ?from= of the next request: each file at the offset printed.
 func (p *logPrinter) from() string {
 	var parts []string
-	for _, f := range sortedKeys(p.offsets) {
+	for _, f := range slices.Sorted(maps.Keys(p.offsets)) {
 		parts = append(parts, f+":"+strconv.FormatInt(p.offsets[f], 10))
 	}
 	return strings.Join(parts, ",")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -97,7 +98,7 @@ func instanceTypeTable(its []api.InstanceType) output.Table {
 			name += " (built-in)"
 		}
 		var sel []string
-		for _, k := range sortedKeys(it.NodeSelector) {
+		for _, k := range slices.Sorted(maps.Keys(it.NodeSelector)) {
 			sel = append(sel, k+"="+it.NodeSelector[k])
 		}
 		t.Rows = append(t.Rows, []string{name, reqLim(it, "cpu"), reqLim(it, "memory"),

@@ -35,9 +35,9 @@ func quantityValue() apiextensionsv1.JSONSchemaProps {
 		XIntOrString: true,
 		AnyOf:        []apiextensionsv1.JSONSchemaProps{{Type: "integer"}, {Type: "string"}},
 		Pattern:      quantityPattern,
-		Minimum:      ptr(0.0),
+		Minimum:      new(0.0),
 		// Bounds what CEL rules pay to read the value.
-		MaxLength: ptr(int64(64)),
+		MaxLength: new(int64(64)),
 	}
 }
 
@@ -70,8 +70,8 @@ func resourceMap(desc string, allowed []string, rules ...apiextensionsv1.Validat
 		Required:    []string{"cpu", "memory"},
 		// Bounds the cost of the rules below; above the keys allowed, so
 		// that a misplaced key meets the rule that names the allowed ones.
-		MaxProperties:        ptr(int64(16)),
-		AdditionalProperties: &apiextensionsv1.JSONSchemaPropsOrBool{Allows: true, Schema: ptr(quantityValue())},
+		MaxProperties:        new(int64(16)),
+		AdditionalProperties: &apiextensionsv1.JSONSchemaPropsOrBool{Allows: true, Schema: new(quantityValue())},
 		XValidations: append([]apiextensionsv1.ValidationRule{
 			{Rule: "self.all(k, k in [" + list + "])", Message: "may name only " + list},
 			positive("cpu"),
@@ -99,6 +99,51 @@ func crdTypeMeta() metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: apiextensionsv1.SchemeGroupVersion.String(), Kind: "CustomResourceDefinition"}
 }
 
+// crdDef is what differs between the extension's CustomResourceDefinitions.
+// Each has one version, served and stored, whose schema holds apiVersion,
+// kind, metadata, spec and, where there is one, status, which is then a
+// subresource.
+type crdDef struct {
+	name, group, version              string
+	scope                             apiextensionsv1.ResourceScope
+	plural, singular, kind, shortName string
+	spec                              apiextensionsv1.JSONSchemaProps
+	status                            *apiextensionsv1.JSONSchemaProps
+	columns                           []apiextensionsv1.CustomResourceColumnDefinition
+}
+
+func (r *renderer) crd(c crdDef) *apiextensionsv1.CustomResourceDefinition {
+	props := map[string]apiextensionsv1.JSONSchemaProps{"apiVersion": str(""), "kind": str(""), "metadata": {Type: "object"}, "spec": c.spec}
+	var sub *apiextensionsv1.CustomResourceSubresources
+	if c.status != nil {
+		props["status"] = *c.status
+		sub = &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}}
+	}
+	return &apiextensionsv1.CustomResourceDefinition{
+		TypeMeta:   crdTypeMeta(),
+		ObjectMeta: r.crdMeta(c.name),
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: c.group,
+			Scope: c.scope,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{
+				Plural: c.plural, Singular: c.singular,
+				Kind: c.kind, ListKind: c.kind + "List",
+				ShortNames: []string{c.shortName},
+			},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: c.version, Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type:       "object",
+					Required:   []string{"spec"},
+					Properties: props,
+				}},
+				Subresources:             sub,
+				AdditionalPrinterColumns: c.columns,
+			}},
+		},
+	}
+}
+
 func str(desc string) apiextensionsv1.JSONSchemaProps {
 	return apiextensionsv1.JSONSchemaProps{Type: "string", Description: desc}
 }
@@ -119,7 +164,7 @@ func (r *renderer) instanceTypeCRD() *apiextensionsv1.CustomResourceDefinition {
 			"nodeSelector": {
 				Type:                 "object",
 				Description:          "Labels a node must have to run the instance type's pods.",
-				AdditionalProperties: &apiextensionsv1.JSONSchemaPropsOrBool{Allows: true, Schema: ptr(str(""))},
+				AdditionalProperties: &apiextensionsv1.JSONSchemaPropsOrBool{Allows: true, Schema: new(str(""))},
 			},
 			"resources": {
 				Type:        "object",
@@ -137,34 +182,19 @@ func (r *renderer) instanceTypeCRD() *apiextensionsv1.CustomResourceDefinition {
 			},
 		},
 	}
-	return &apiextensionsv1.CustomResourceDefinition{
-		TypeMeta:   crdTypeMeta(),
-		ObjectMeta: r.crdMeta(InstanceTypeCRD),
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: amlarcv1alpha1.Group,
-			Scope: apiextensionsv1.ClusterScoped,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{
-				Plural: amlarcv1alpha1.Resource, Singular: "instancetype",
-				Kind: amlarcv1alpha1.Kind, ListKind: amlarcv1alpha1.Kind + "List",
-				ShortNames: []string{"it"},
-			},
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: amlarcv1alpha1.Version, Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-					Type:       "object",
-					Required:   []string{"spec"},
-					Properties: map[string]apiextensionsv1.JSONSchemaProps{"apiVersion": str(""), "kind": str(""), "metadata": {Type: "object"}, "spec": spec},
-				}},
-				AdditionalPrinterColumns: []apiextensionsv1.CustomResourceColumnDefinition{
-					{Name: "Node Selector", Type: "string", JSONPath: ".spec.nodeSelector"},
-					{Name: "CPU", Type: "string", JSONPath: ".spec.resources.limits.cpu"},
-					{Name: "GPU", Type: "string", JSONPath: `.spec.resources.limits.nvidia\.com/gpu`},
-					{Name: "Memory", Type: "string", JSONPath: ".spec.resources.limits.memory"},
-					{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
-				},
-			}},
+	return r.crd(crdDef{
+		name: InstanceTypeCRD, group: amlarcv1alpha1.Group, version: amlarcv1alpha1.Version,
+		scope:  apiextensionsv1.ClusterScoped,
+		plural: amlarcv1alpha1.Resource, singular: "instancetype", kind: amlarcv1alpha1.Kind, shortName: "it",
+		spec: spec,
+		columns: []apiextensionsv1.CustomResourceColumnDefinition{
+			{Name: "Node Selector", Type: "string", JSONPath: ".spec.nodeSelector"},
+			{Name: "CPU", Type: "string", JSONPath: ".spec.resources.limits.cpu"},
+			{Name: "GPU", Type: "string", JSONPath: `.spec.resources.limits.nvidia\.com/gpu`},
+			{Name: "Memory", Type: "string", JSONPath: ".spec.resources.limits.memory"},
+			{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
 		},
-	}
+	})
 }
 
 // trainingJobCRD is the job resource the agent creates and the training
@@ -175,7 +205,7 @@ func (r *renderer) trainingJobCRD() *apiextensionsv1.CustomResourceDefinition {
 		Required: []string{"jobId", "image", "instanceCount", "secretName"},
 		Properties: map[string]apiextensionsv1.JSONSchemaProps{
 			"jobId":         str("The workspace's resource id of the job."),
-			"image":         {Type: "string", Description: "The environment's image, which the job's wrapper runs in.", MinLength: ptr(int64(1))},
+			"image":         {Type: "string", Description: "The environment's image, which the job's wrapper runs in.", MinLength: new(int64(1))},
 			"instanceType":  str("An InstanceType's name; defaultinstancetype when empty."),
 			"instanceCount": integer("How many pods the job runs on, all placed at once.", 1),
 			"distribution": {
@@ -190,8 +220,8 @@ func (r *renderer) trainingJobCRD() *apiextensionsv1.CustomResourceDefinition {
 				},
 			},
 			"shmSize":        str("Size of /dev/shm, e.g. 2g (the default) or 512m."),
-			"timeoutSeconds": {Type: "integer", Format: "int64", Minimum: ptr(0.0), Description: "The job fails when it runs longer (limits.timeout)."},
-			"secretName":     {Type: "string", Description: "The Secret with the job's credentials.", MinLength: ptr(int64(1))},
+			"timeoutSeconds": {Type: "integer", Format: "int64", Minimum: new(0.0), Description: "The job fails when it runs longer (limits.timeout)."},
+			"secretName":     {Type: "string", Description: "The Secret with the job's credentials.", MinLength: new(int64(1))},
 			"cancel":         {Type: "boolean", Description: "Ends the job's pods; the job becomes Canceled."},
 		},
 	}
@@ -221,34 +251,16 @@ func (r *renderer) trainingJobCRD() *apiextensionsv1.CustomResourceDefinition {
 			},
 		},
 	}
-	return &apiextensionsv1.CustomResourceDefinition{
-		TypeMeta:   crdTypeMeta(),
-		ObjectMeta: r.crdMeta(TrainingJobCRD),
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: trainingv1alpha1.Group,
-			Scope: apiextensionsv1.NamespaceScoped,
-			Names: apiextensionsv1.CustomResourceDefinitionNames{
-				Plural: trainingv1alpha1.Resource, Singular: "trainingjob",
-				Kind: trainingv1alpha1.Kind, ListKind: trainingv1alpha1.Kind + "List",
-				ShortNames: []string{"tj"},
-			},
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: trainingv1alpha1.Version, Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-					Type:     "object",
-					Required: []string{"spec"},
-					Properties: map[string]apiextensionsv1.JSONSchemaProps{
-						"apiVersion": str(""), "kind": str(""), "metadata": {Type: "object"}, "spec": spec, "status": status,
-					},
-				}},
-				Subresources: &apiextensionsv1.CustomResourceSubresources{Status: &apiextensionsv1.CustomResourceSubresourceStatus{}},
-				AdditionalPrinterColumns: []apiextensionsv1.CustomResourceColumnDefinition{
-					{Name: "Phase", Type: "string", JSONPath: ".status.phase"},
-					{Name: "Instances", Type: "integer", JSONPath: ".spec.instanceCount"},
-					{Name: "Reason", Type: "string", JSONPath: ".status.reason"},
-					{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
-				},
-			}},
+	return r.crd(crdDef{
+		name: TrainingJobCRD, group: trainingv1alpha1.Group, version: trainingv1alpha1.Version,
+		scope:  apiextensionsv1.NamespaceScoped,
+		plural: trainingv1alpha1.Resource, singular: "trainingjob", kind: trainingv1alpha1.Kind, shortName: "tj",
+		spec: spec, status: &status,
+		columns: []apiextensionsv1.CustomResourceColumnDefinition{
+			{Name: "Phase", Type: "string", JSONPath: ".status.phase"},
+			{Name: "Instances", Type: "integer", JSONPath: ".spec.instanceCount"},
+			{Name: "Reason", Type: "string", JSONPath: ".status.reason"},
+			{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
 		},
-	}
+	})
 }

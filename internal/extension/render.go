@@ -245,25 +245,98 @@ func (r *renderer) podTemplate(app string, spec corev1.PodSpec) corev1.PodTempla
 	}
 }
 
-func (r *renderer) statusReporter() {
-	name := statusReporterName
-	r.serviceAccount(name)
+// accountSubject is the service account a component runs as.
+func accountSubject(name string) []rbacv1.Subject {
+	return []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: Namespace}}
+}
+
+// clusterRole grants the component name's service account rules across
+// the cluster: a ClusterRole and its binding, named after the extension.
+func (r *renderer) clusterRole(name string, rules ...rbacv1.PolicyRule) {
 	rbac := rbacv1.SchemeGroupVersion.String()
-	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: Namespace}}
 	r.rbac = append(r.rbac,
 		&rbacv1.ClusterRole{
 			TypeMeta:   metav1.TypeMeta{APIVersion: rbac, Kind: "ClusterRole"},
 			ObjectMeta: r.clusterMeta(name),
-			Rules: []rbacv1.PolicyRule{{
-				APIGroups: []string{""}, Resources: []string{"nodes", "pods"}, Verbs: []string{"get", "list", "watch"},
-			}},
+			Rules:      rules,
 		},
 		&rbacv1.ClusterRoleBinding{
 			TypeMeta:   metav1.TypeMeta{APIVersion: rbac, Kind: "ClusterRoleBinding"},
 			ObjectMeta: r.clusterMeta(name),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: r.o.Name + "-" + name},
-			Subjects:   subject,
+			Subjects:   accountSubject(name),
 		},
+	)
+}
+
+// component is one of the extension's own controllers: a single pod of
+// the outpost image running as its own service account, ready when GET
+// /healthz on its port answers.
+type component struct {
+	name string
+	args []string // `outpost extension ...`; $(POD_IP) is there to use
+	// env comes before POD_NAMESPACE and POD_IP, which every component has.
+	env         []corev1.EnvVar
+	port        corev1.ContainerPort
+	cpu, memory string // what it requests
+	strategy    appsv1.DeploymentStrategy
+}
+
+// component renders c's Deployment (its service account and RBAC are the
+// caller's).
+func (r *renderer) component(c component) {
+	field := func(env, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path},
+		}}
+	}
+	pod := corev1.PodSpec{
+		ServiceAccountName: c.name,
+		Containers: []corev1.Container{{
+			Name:  c.name,
+			Image: r.o.Image,
+			Args:  c.args,
+			// The Outpost node sets POD_IP on its own; other kubelets do
+			// not, and $(POD_IP) in args only expands when env defines it.
+			Env:   append(slices.Clip(c.env), field("POD_NAMESPACE", "metadata.namespace"), field("POD_IP", "status.podIP")),
+			Ports: []corev1.ContainerPort{c.port},
+			ReadinessProbe: &corev1.Probe{
+				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+					Path: "/healthz", Port: intstr.FromString(c.port.Name),
+				}},
+				// installState waits for the status reporter's probe; a
+				// short period keeps "Installed" from lagging the first
+				// report by long.
+				PeriodSeconds: 2,
+			},
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse(c.cpu),
+				corev1.ResourceMemory: resource.MustParse(c.memory),
+			}},
+		}},
+	}
+	r.workloads = append(r.workloads, &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: r.meta(c.name),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32(1)),
+			Strategy: c.strategy,
+			// The selector is immutable, so it holds only the label that
+			// will never change.
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": c.name}},
+			Template: r.podTemplate(c.name, pod),
+		},
+	})
+}
+
+func (r *renderer) statusReporter() {
+	name := statusReporterName
+	r.serviceAccount(name)
+	r.clusterRole(name, rbacv1.PolicyRule{
+		APIGroups: []string{""}, Resources: []string{"nodes", "pods"}, Verbs: []string{"get", "list", "watch"},
+	})
+	rbac := rbacv1.SchemeGroupVersion.String()
+	r.rbac = append(r.rbac,
 		&rbacv1.Role{
 			TypeMeta:   metav1.TypeMeta{APIVersion: rbac, Kind: "Role"},
 			ObjectMeta: r.meta(name),
@@ -275,49 +348,14 @@ func (r *renderer) statusReporter() {
 			TypeMeta:   metav1.TypeMeta{APIVersion: rbac, Kind: "RoleBinding"},
 			ObjectMeta: r.meta(name),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
-			Subjects:   subject,
+			Subjects:   accountSubject(name),
 		},
 	)
-
-	field := func(env, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: env, ValueFrom: &corev1.EnvVarSource{
-			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path},
-		}}
-	}
-	pod := corev1.PodSpec{
-		ServiceAccountName: name,
-		Containers: []corev1.Container{{
-			Name:  name,
-			Image: r.o.Image,
-			Args:  []string{"extension", "status-reporter", fmt.Sprintf("--listen=$(POD_IP):%d", statusReporterPort)},
-			// The Outpost node sets POD_IP on its own; other kubelets do
-			// not, and $(POD_IP) in args only expands when env defines it.
-			Env:   []corev1.EnvVar{field("POD_NAMESPACE", "metadata.namespace"), field("POD_IP", "status.podIP")},
-			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: statusReporterPort, Protocol: corev1.ProtocolTCP}},
-			ReadinessProbe: &corev1.Probe{
-				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-					Path: "/healthz", Port: intstr.FromString("http"),
-				}},
-				// installState waits for this probe; a short period keeps
-				// "Installed" from lagging the first report by long.
-				PeriodSeconds: 2,
-			},
-			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("10m"),
-				corev1.ResourceMemory: resource.MustParse("32Mi"),
-			}},
-		}},
-	}
-	r.workloads = append(r.workloads, &appsv1.Deployment{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: r.meta(name),
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr(int32(1)),
-			// The selector is immutable, so it holds only the label that
-			// will never change.
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-			Template: r.podTemplate(name, pod),
-		},
+	r.component(component{
+		name: name,
+		args: []string{"extension", "status-reporter", fmt.Sprintf("--listen=$(POD_IP):%d", statusReporterPort)},
+		port: corev1.ContainerPort{Name: "http", ContainerPort: statusReporterPort, Protocol: corev1.ProtocolTCP},
+		cpu:  "10m", memory: "32Mi",
 	})
 }
 
@@ -390,7 +428,7 @@ func (r *renderer) devicePlugin() {
 	const app = "nvidia-device-plugin"
 	pod := corev1.PodSpec{
 		// The plugin only talks to the kubelet over its socket.
-		AutomountServiceAccountToken: ptr(false),
+		AutomountServiceAccountToken: new(false),
 		// As in NVIDIA's own manifest: without the plugin, GPU pods cannot be
 		// scheduled, so it must not be the first thing evicted.
 		PriorityClassName: "system-node-critical",
@@ -405,7 +443,7 @@ func (r *renderer) devicePlugin() {
 			// crash-loop, failing the install of a mixed cluster.
 			Env: []corev1.EnvVar{{Name: "FAIL_ON_INIT_ERROR", Value: "false"}},
 			SecurityContext: &corev1.SecurityContext{
-				AllowPrivilegeEscalation: ptr(false),
+				AllowPrivilegeEscalation: new(false),
 				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			},
 			VolumeMounts: []corev1.VolumeMount{{Name: "device-plugin", MountPath: devicePluginDir}},
@@ -413,7 +451,7 @@ func (r *renderer) devicePlugin() {
 		Volumes: []corev1.Volume{{
 			Name: "device-plugin",
 			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
-				Path: devicePluginDir, Type: ptr(corev1.HostPathDirectory),
+				Path: devicePluginDir, Type: new(corev1.HostPathDirectory),
 			}},
 		}},
 	}
@@ -516,5 +554,3 @@ func pruneNil(m map[string]any) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

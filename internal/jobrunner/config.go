@@ -1,12 +1,9 @@
 package jobrunner
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpproxy"
-
 	v1 "outpost.dev/outpost/api/training/v1alpha1"
+	"outpost.dev/outpost/internal/egress"
 	"outpost.dev/outpost/internal/training/framework"
 )
 
@@ -192,102 +188,30 @@ func hosts(list string, instances int) ([]string, error) {
 }
 
 // httpClient reaches the workspace: its CA only, TLS 1.2 or later, through
-// the job's proxy (never the environment's HTTPS_PROXY, which belongs to
-// the user's image).
+// the job's proxy by egress's rule (never the environment's HTTPS_PROXY,
+// which belongs to the user's image).
 func httpClient(caPEM []byte, proxy, noProxy string) (*http.Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("%s: no PEM certificate in it", v1.EnvJobCA)
 	}
-	pf, err := proxyFunc(proxy, noProxy)
+	if strings.TrimSpace(proxy) == "" {
+		proxy = "" // no proxy: the skip range is not used
+	} else {
+		// The URL may hold a password: the error names the variable only.
+		if err := egress.CheckProxy(v1.EnvProxy, proxy); err != nil {
+			return nil, err
+		}
+		if err := egress.CheckNoProxy(v1.EnvNoProxy, noProxy); err != nil {
+			return nil, err
+		}
+	}
+	tr, err := egress.Transport(pool, proxy, noProxy)
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{
-		Proxy:                 func(r *http.Request) (*url.URL, error) { return pf(r.URL) },
-		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 2 * time.Minute,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConnsPerHost:   8,
-		ForceAttemptHTTP2:     true,
-	}
+	tr.ResponseHeaderTimeout = 2 * time.Minute
+	tr.MaxIdleConnsPerHost = 8
+	tr.ForceAttemptHTTP2 = true
 	return &http.Client{Transport: tr}, nil
-}
-
-// proxyFunc matches the skip range with golang.org/x/net's NO_PROXY rules.
-// That library never proxies a loopback address; here a loopback workspace
-// goes through the proxy unless the skip range names it, as it does for the
-// cluster agent: on the local Outpost node a pod is a host process and may
-// have to use the same proxy as the agent.
-func proxyFunc(proxy, noProxy string) (func(*url.URL) (*url.URL, error), error) {
-	if strings.TrimSpace(proxy) == "" {
-		return func(*url.URL) (*url.URL, error) { return nil, nil }, nil
-	}
-	pu, err := url.Parse(proxy)
-	if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
-		// The URL may hold a password: do not repeat it.
-		return nil, fmt.Errorf("%s: want http://host:port or https://host:port", v1.EnvProxy)
-	}
-	for _, e := range strings.Split(noProxy, ",") {
-		e = strings.TrimSpace(e)
-		switch {
-		case strings.Contains(e, "://"):
-			return nil, fmt.Errorf("%s entry %q: give a host, domain, IP address or CIDR, not a URL", v1.EnvNoProxy, e)
-		case strings.Contains(e, "/"):
-			if _, err := netip.ParsePrefix(e); err != nil {
-				return nil, fmt.Errorf("%s entry %q: not a CIDR such as 10.0.0.0/8", v1.EnvNoProxy, e)
-			}
-		}
-	}
-	lib := (&httpproxy.Config{HTTPSProxy: proxy, NoProxy: noProxy}).ProxyFunc()
-	return func(u *url.URL) (*url.URL, error) {
-		host := u.Hostname()
-		ip, ipErr := netip.ParseAddr(host)
-		if u.Scheme == "https" && ((ipErr == nil && ip.Unmap().IsLoopback()) || strings.EqualFold(host, "localhost")) {
-			if skipsLoopback(noProxy, host, u.Port()) {
-				return nil, nil
-			}
-			return pu, nil
-		}
-		return lib(u)
-	}, nil
-}
-
-// skipsLoopback tells whether the skip range names a loopback host: "*",
-// the name or address (with a port that then has to match), or a CIDR
-// holding the address.
-func skipsLoopback(noProxy, host, port string) bool {
-	ip, ipErr := netip.ParseAddr(host)
-	for _, e := range strings.Split(noProxy, ",") {
-		e = strings.ToLower(strings.TrimSpace(e))
-		if e == "*" {
-			return true
-		}
-		if p, err := netip.ParsePrefix(e); err == nil {
-			if ipErr == nil && p.Contains(ip.Unmap()) {
-				return true
-			}
-			continue
-		}
-		name := e
-		if h, p, err := net.SplitHostPort(e); err == nil {
-			if p != port {
-				continue
-			}
-			name = h
-		}
-		name = strings.Trim(name, "[]")
-		if a, err := netip.ParseAddr(name); err == nil {
-			if ipErr == nil && a.Unmap() == ip.Unmap() {
-				return true
-			}
-			continue
-		}
-		if strings.EqualFold(name, host) {
-			return true
-		}
-	}
-	return false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -100,7 +101,7 @@ func makePlan(run *api.JobRun, root string) (*plan, error) {
 		}
 		p.code = &l
 	}
-	for _, name := range sortedKeys(run.Inputs) {
+	for _, name := range slices.Sorted(maps.Keys(run.Inputs)) {
 		in := run.Inputs[name]
 		if err := checkName("input", name); err != nil {
 			errs = append(errs, err)
@@ -135,7 +136,7 @@ func makePlan(run *api.JobRun, root string) (*plan, error) {
 		}
 		p.inputs = append(p.inputs, i)
 	}
-	for _, name := range sortedKeys(run.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(run.Outputs)) {
 		out := run.Outputs[name]
 		if err := checkName("output", name); err != nil {
 			errs = append(errs, err)
@@ -169,15 +170,6 @@ func makePlan(run *api.JobRun, root string) (*plan, error) {
 		return nil, fmt.Errorf("the job's spec: %w", errors.Join(errs...))
 	}
 	return &p, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
 
 // fetch downloads the code into ROOT/wd and the inputs into

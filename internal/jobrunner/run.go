@@ -17,9 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,7 +275,7 @@ func baseEnv(environ []string, pathList string) *envList {
 // override).
 func processEnv(base *envList, spec *api.JobRun, inputs, outputs map[string]string, cfg *config, local int) []string {
 	e := base.clone()
-	for _, k := range sortedKeys(spec.EnvironmentVariables) {
+	for _, k := range slices.Sorted(maps.Keys(spec.EnvironmentVariables)) {
 		e.set(k, spec.EnvironmentVariables[k])
 	}
 	// The pod's PWD is its image's working directory, not the command's.
@@ -282,14 +284,14 @@ func processEnv(base *envList, spec *api.JobRun, inputs, outputs map[string]stri
 	e.set("AZUREML_ARM_RESOURCEGROUP", spec.ResourceGroup)
 	e.set("AZUREML_ARM_WORKSPACE_NAME", spec.Workspace)
 	e.set("AZUREML_EXPERIMENT_NAME", spec.ExperimentName)
-	for _, k := range sortedKeys(inputs) {
+	for _, k := range slices.Sorted(maps.Keys(inputs)) {
 		e.set("AZURE_ML_INPUT_"+k, inputs[k])
 	}
-	for _, k := range sortedKeys(outputs) {
+	for _, k := range slices.Sorted(maps.Keys(outputs)) {
 		e.set("AZURE_ML_OUTPUT_"+k, outputs[k])
 	}
 	fw := cfg.plugin.ProcessEnv(cfg.world, cfg.instance, local)
-	for _, k := range sortedKeys(fw) {
+	for _, k := range slices.Sorted(maps.Keys(fw)) {
 		e.set(k, fw[k])
 	}
 	e.set("AZUREML_PROCESS_NAME", "rank_"+strconv.Itoa(cfg.world.Rank(cfg.instance, local)))

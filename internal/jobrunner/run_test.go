@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"outpost.dev/outpost/api"
 	v1 "outpost.dev/outpost/api/training/v1alpha1"
+	"outpost.dev/outpost/internal/clustertest"
 )
 
 func TestMain(m *testing.M) {
@@ -33,24 +33,6 @@ func TestMain(m *testing.M) {
 const ds = "workspaceblobstore"
 
 func uri(p string) string { return "azureml://datastores/" + ds + "/paths/" + p }
-
-// syncBuffer is a buffer goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitFor polls cond until it holds or 20 s have passed.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -76,7 +58,7 @@ type jobResult struct {
 type runOptions struct {
 	env    map[string]string // added to, or replacing, the wrapper's settings
 	ctx    context.Context
-	stdout *syncBuffer
+	stdout *clustertest.Log
 }
 
 // runJob runs the wrapper against w with a fresh ROOT. Its environment
@@ -120,9 +102,9 @@ func runJob(t *testing.T, w *fakeWorkspace, o runOptions) jobResult {
 	}
 	stdout := o.stdout
 	if stdout == nil {
-		stdout = &syncBuffer{}
+		stdout = &clustertest.Log{}
 	}
-	var stderr syncBuffer
+	var stderr clustertest.Log
 	code := run(ctx, func(k string) string { return settings[k] }, environ, stdout, &stderr)
 	res := jobResult{code: code, stdout: stdout.String(), stderr: stderr.String(), root: root}
 	if b, err := os.ReadFile(term); err == nil {
@@ -355,7 +337,7 @@ while :; do sleep 0.05; done`
 	w := newFakeWorkspace(t, run)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout := &syncBuffer{}
+	stdout := &clustertest.Log{}
 	go func() {
 		waitFor(t, "the command to start", func() bool { return strings.Contains(stdout.String(), "ready") })
 		cancel()
@@ -390,7 +372,7 @@ func TestRunCancelKillsAfterGrace(t *testing.T) {
 	w := newFakeWorkspace(t, run)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout := &syncBuffer{}
+	stdout := &clustertest.Log{}
 	var canceled time.Time
 	go func() {
 		waitFor(t, "the command to start", func() bool { return strings.Contains(stdout.String(), "ready") })

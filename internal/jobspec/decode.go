@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/plainjson"
 )
 
 // FieldError names the field (a dotted path such as
@@ -57,7 +58,7 @@ func Decode(data []byte) (*api.JobSpec, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	data, err = marshal(tree)
+	data, err = plainjson.Marshal(tree)
 	if err != nil {
 		return nil, err
 	}
@@ -83,11 +84,11 @@ func (o *object) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		kb, err := marshal(k)
+		kb, err := plainjson.Marshal(k)
 		if err != nil {
 			return nil, err
 		}
-		vb, err := marshal(o.m[k])
+		vb, err := plainjson.Marshal(o.m[k])
 		if err != nil {
 			return nil, err
 		}
@@ -97,17 +98,6 @@ func (o *object) MarshalJSON() ([]byte, error) {
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
-}
-
-// marshal keeps <, > and & as they are: commands are shell text.
-func marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 func decodeTree(data []byte) (any, error) {
@@ -152,7 +142,7 @@ func decodeValue(dec *json.Decoder, path string) (any, error) {
 				return nil, err
 			}
 			k := kt.(string) // the decoder gives only strings as keys
-			p := join(path, k)
+			p := JoinPath(path, k)
 			if _, dup := o.m[k]; dup {
 				return nil, fieldErr(p, "given more than once")
 			}
@@ -184,7 +174,8 @@ func decodeValue(dec *json.Decoder, path string) (any, error) {
 	return nil, fmt.Errorf("unexpected %v", d)
 }
 
-func join(path, key string) string {
+// JoinPath is the path of field key below path, as a FieldError has it.
+func JoinPath(path, key string) string {
 	if path == "" {
 		return key
 	}
@@ -263,7 +254,7 @@ func check(t reflect.Type, v any, path string, errs *[]error) any {
 			return v
 		}
 		for _, k := range o.keys {
-			o.m[k] = check(t.Elem(), o.m[k], join(path, k), errs)
+			o.m[k] = check(t.Elem(), o.m[k], JoinPath(path, k), errs)
 		}
 		return o
 	case reflect.Slice:
@@ -328,10 +319,10 @@ func checkStruct(t reflect.Type, o *object, path string, errs *[]error) any {
 	for _, k := range o.keys {
 		f, ok := fields[k]
 		if !ok {
-			*errs = append(*errs, fieldErr(join(path, k), "unknown field %q (allowed here: %s)", k, strings.Join(names, ", ")))
+			*errs = append(*errs, fieldErr(JoinPath(path, k), "unknown field %q (allowed here: %s)", k, strings.Join(names, ", ")))
 			continue
 		}
-		o.m[k] = check(f.Type, o.m[k], join(path, k), errs)
+		o.m[k] = check(f.Type, o.m[k], JoinPath(path, k), errs)
 	}
 	return o
 }

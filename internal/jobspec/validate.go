@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -74,28 +75,19 @@ func Validate(j *api.JobSpec) error {
 	if j.Limits != nil && j.Limits.Timeout < 0 {
 		add("limits.timeout", "must be 0 or more seconds, not %d", j.Limits.Timeout)
 	}
-	for _, name := range sortedKeys(j.Inputs) {
+	for _, name := range slices.Sorted(maps.Keys(j.Inputs)) {
 		errs = append(errs, validateInput("inputs."+name, name, j.Inputs[name])...)
 	}
-	for _, name := range sortedKeys(j.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(j.Outputs)) {
 		errs = append(errs, validateOutput("outputs."+name, name, j.Outputs[name])...)
 	}
-	for _, k := range sortedKeys(j.EnvironmentVariables) {
+	for _, k := range slices.Sorted(maps.Keys(j.EnvironmentVariables)) {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			add("environment_variables", "%q is not a variable name: non-empty, without '=' or NUL", k)
 		}
 	}
 	errs = append(errs, validateCommandRefs(j)...)
 	return errors.Join(errs...)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
 
 const envForms = "azureml:NAME:VERSION, azureml:NAME@latest, azureml://registries/<registry>/environments/<name>/(versions/<v>|labels/latest), or an inline environment with image (and optionally conda_file) or build.path"

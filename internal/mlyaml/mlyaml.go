@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"outpost.dev/outpost/internal/plainjson"
 )
 
 // Doc is one YAML document, as read and then changed by --set.
@@ -172,7 +174,7 @@ func (d *Doc) writeJSON(b *bytes.Buffer, n *yaml.Node, depth int) error {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			kb, err := marshal(p.key)
+			kb, err := plainjson.Marshal(p.key)
 			if err != nil {
 				return err
 			}
@@ -296,7 +298,7 @@ func (d *Doc) scalar(n *yaml.Node) (string, error) {
 			return strconv.FormatBool(v), nil
 		}
 	}
-	b, err := marshal(n.Value)
+	b, err := plainjson.Marshal(n.Value)
 	return string(b), err
 }
 
@@ -321,16 +323,6 @@ func (d *Doc) number(n *yaml.Node) (string, error) {
 		return "", fmt.Errorf("%s: line %d: %s is not a number JSON can hold; quote it for text", d.file, n.Line, n.Value)
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64), nil
-}
-
-func marshal(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // Get is the value at a dotted path (a.b, a.list[0].b), as JSON decodes

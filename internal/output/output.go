@@ -32,6 +32,8 @@ import (
 	jmespath "github.com/jmespath-community/go-jmespath"
 	"github.com/jmespath-community/go-jmespath/pkg/parsing"
 	"sigs.k8s.io/yaml"
+
+	"outpost.dev/outpost/internal/plainjson"
 )
 
 // Formats lists the values -o accepts.
@@ -341,13 +343,7 @@ func (o ordered) MarshalJSON() ([]byte, error) {
 		}
 		return json.Marshal(l)
 	default:
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(t); err != nil {
-			return nil, err
-		}
-		return bytes.TrimRight(b.Bytes(), "\n"), nil
+		return plainjson.Marshal(t)
 	}
 }
 

@@ -22,6 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"outpost.dev/outpost/internal/kubenode"
 )
 
 const (
@@ -223,7 +225,7 @@ func (r *reporter) collect(ctx context.Context) (*Status, error) {
 		for i := range nodes.Items {
 			n := &nodes.Items[i]
 			st.Nodes.Total++
-			if !nodeReady(n) {
+			if !kubenode.Ready(n) {
 				st.NotReadyNodes = append(st.NotReadyNodes, n.Name)
 				continue
 			}
@@ -274,15 +276,6 @@ func listAll(ctx context.Context, page func(context.Context, metav1.ListOptions)
 		}
 		opts.Continue = next
 	}
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // write creates or updates the ConfigMap. Another writer (a second replica

@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"outpost.dev/outpost/internal/kubenode"
 )
 
 // Admission is all or nothing, as gang scheduling is: a job's pods are
@@ -44,7 +46,7 @@ func snapshot(nodes []corev1.Node, pods []corev1.Pod, reserved []reservation) []
 		n := &nodes[i]
 		s := &nodeState{name: n.Name, labels: n.Labels, allocatable: n.Status.Allocatable.DeepCopy(), free: n.Status.Allocatable.DeepCopy()}
 		switch {
-		case !nodeReady(n):
+		case !kubenode.Ready(n):
 			s.notUsable = "not ready"
 		case n.Spec.Unschedulable:
 			s.notUsable = "cordoned"
@@ -70,15 +72,6 @@ func snapshot(nodes []corev1.Node, pods []corev1.Pod, reserved []reservation) []
 	out := slices.Collect(maps.Values(byName))
 	slices.SortFunc(out, func(a, b *nodeState) int { return strings.Compare(a.name, b.name) })
 	return out
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // demand is what a job asks for: count pods, each requesting requests, on

@@ -35,6 +35,7 @@ import (
 
 	amlarcv1alpha1 "outpost.dev/outpost/api/amlarc/v1alpha1"
 	"outpost.dev/outpost/api/training/v1alpha1"
+	"outpost.dev/outpost/internal/kubenode"
 )
 
 // Options configure Run.
@@ -98,7 +99,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: slimPod}},
 		},
-		Controller: config.Controller{SkipNameValidation: ptr(true)},
+		Controller: config.Controller{SkipNameValidation: new(true)},
 	})
 	if err != nil {
 		return fmt.Errorf("training operator: %w", err)
@@ -207,7 +208,7 @@ func holdsRoom(p *corev1.Pod) bool {
 // nodeChanged tells whether an update changes what admission sees of a
 // node; nodes update their status every few seconds for nothing else.
 func nodeChanged(a, b *corev1.Node) bool {
-	return nodeReady(a) != nodeReady(b) || a.Spec.Unschedulable != b.Spec.Unschedulable ||
+	return kubenode.Ready(a) != kubenode.Ready(b) || a.Spec.Unschedulable != b.Spec.Unschedulable ||
 		!reflect.DeepEqual(a.Labels, b.Labels) || !equalResources(a.Status.Allocatable, b.Status.Allocatable)
 }
 

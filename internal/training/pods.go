@@ -84,16 +84,16 @@ func buildPod(job *v1alpha1.TrainingJob, i int, node string, p podPlan) *corev1.
 		RestartPolicy: corev1.RestartPolicyNever,
 		// The job talks to the workspace with its own credential, never to
 		// the cluster's API.
-		AutomountServiceAccountToken: ptr(false),
+		AutomountServiceAccountToken: new(false),
 		// The job's environment is its own: no variables for every Service
 		// of the namespace.
-		EnableServiceLinks: ptr(false),
+		EnableServiceLinks: new(false),
 		Hostname:           hostname(job.Name, i),
 		Subdomain:          job.Name,
 		Volumes: []corev1.Volume{
 			{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			{Name: ShmVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-				Medium: corev1.StorageMediumMemory, SizeLimit: ptr(p.shm.DeepCopy()),
+				Medium: corev1.StorageMediumMemory, SizeLimit: new(p.shm.DeepCopy()),
 			}}},
 		},
 		InitContainers: []corev1.Container{{
@@ -123,7 +123,7 @@ func buildPod(job *v1alpha1.TrainingJob, i int, node string, p podPlan) *corev1.
 		}},
 	}
 	if job.Spec.TimeoutSeconds > 0 {
-		spec.ActiveDeadlineSeconds = ptr(job.Spec.TimeoutSeconds)
+		spec.ActiveDeadlineSeconds = new(job.Spec.TimeoutSeconds)
 	}
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -142,7 +142,7 @@ func buildPod(job *v1alpha1.TrainingJob, i int, node string, p podPlan) *corev1.
 				Kind:       v1alpha1.Kind,
 				Name:       job.Name,
 				UID:        job.UID,
-				Controller: ptr(true),
+				Controller: new(true),
 			}},
 		},
 		Spec: spec,
@@ -162,8 +162,6 @@ func instanceOf(job *v1alpha1.TrainingJob, pod *corev1.Pod) int {
 	}
 	return i
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // describeJob names a job in logs.
 func describeJob(job *v1alpha1.TrainingJob) string {

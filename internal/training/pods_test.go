@@ -58,22 +58,22 @@ func TestBuildPod(t *testing.T) {
 			Name: "train-0", Namespace: "ml",
 			Labels: map[string]string{"training.outpost.dev/job": "train", "training.outpost.dev/instance": "0"},
 			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: "training.outpost.dev/v1alpha1", Kind: "TrainingJob", Name: "train", UID: "uid-train", Controller: ptr(true),
+				APIVersion: "training.outpost.dev/v1alpha1", Kind: "TrainingJob", Name: "train", UID: "uid-train", Controller: new(true),
 			}},
 		},
 		Spec: corev1.PodSpec{
 			NodeName:                     "n1",
 			NodeSelector:                 map[string]string{"pool": "gpu"},
 			RestartPolicy:                corev1.RestartPolicyNever,
-			AutomountServiceAccountToken: ptr(false),
-			EnableServiceLinks:           ptr(false),
-			ActiveDeadlineSeconds:        ptr(int64(3600)),
+			AutomountServiceAccountToken: new(false),
+			EnableServiceLinks:           new(false),
+			ActiveDeadlineSeconds:        new(int64(3600)),
 			Hostname:                     "train-0",
 			Subdomain:                    "train",
 			Volumes: []corev1.Volume{
 				{Name: "azureml", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 				{Name: "dshm", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-					Medium: corev1.StorageMediumMemory, SizeLimit: ptr(resource.MustParse("1Gi")),
+					Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse("1Gi")),
 				}}},
 			},
 			InitContainers: []corev1.Container{{

@@ -131,7 +131,7 @@ func (f *failure) first(g failure) *failure {
 func instanceStatus(i int, pod *corev1.Pod) v1alpha1.InstanceStatus {
 	s := v1alpha1.InstanceStatus{Index: int32(i), Pod: pod.Name, Node: pod.Spec.NodeName, Phase: string(pod.Status.Phase), Reason: pod.Status.Reason}
 	if t := containerTerminated(pod.Status.ContainerStatuses, JobName); t != nil {
-		s.ExitCode = ptr(t.ExitCode)
+		s.ExitCode = new(t.ExitCode)
 		if t.Reason != "" {
 			s.Reason = t.Reason
 		}

@@ -48,7 +48,7 @@ func waitingOn(container, reason, msg string) podOpt {
 	}
 }
 
-func deleting(pod *corev1.Pod) { pod.DeletionTimestamp = ptr(metav1.NewTime(now)) }
+func deleting(pod *corev1.Pod) { pod.DeletionTimestamp = new(metav1.NewTime(now)) }
 
 func jobPod(job *v1alpha1.TrainingJob, i int, opts ...podOpt) *corev1.Pod {
 	plan, _, err := prepare(job, "outpost", nil)
@@ -131,7 +131,7 @@ func TestPodStatus(t *testing.T) {
 			pods: func(j *v1alpha1.TrainingJob) []*corev1.Pod {
 				return []*corev1.Pod{jobPod(j, 0, jobExited(0, "Completed", "", t0.Add(time.Minute))), jobPod(j, 1, jobExited(0, "Completed", "", t0.Add(2*time.Minute)))}
 			},
-			phase: api.ClusterJobSucceeded, start: &t0, end: ptr(t0.Add(2 * time.Minute)),
+			phase: api.ClusterJobSucceeded, start: &t0, end: new(t0.Add(2 * time.Minute)),
 		},
 		{
 			name: "exit code with the wrapper's message",

@@ -33,15 +33,66 @@ type assetKind struct {
 	kind, what string // store kind; what messages call one ("environment")
 	// normalize checks a request body for the version name:version and
 	// returns what the store keeps: the same document for the same content.
-	normalize func(s *Server, ctx context.Context, rg, ws string, body []byte, name, version string) (json.RawMessage, error)
+	normalize func(s *Server, ctx context.Context, body []byte, name, version string) (json.RawMessage, error)
 	// view is a stored version as the API shows it.
 	view func(o store.Object, name, version string) any
 }
 
 var (
-	environments = assetKind{kind: kindEnvironment, what: "environment", normalize: normalizeEnvironment, view: environmentView}
-	dataAssets   = assetKind{kind: kindData, what: "data asset", normalize: normalizeData, view: dataView}
+	environments = newAssetKind(kindEnvironment, "environment", environmentFields, checkEnvironment)
+	dataAssets   = newAssetKind(kindData, "data asset", dataFields, checkData)
 )
+
+// assetFields point into an asset document (api.Environment, api.Data) at
+// the fields every kind has: those the URL gives and those the server
+// fills in.
+type assetFields struct {
+	schema, id, name, version, description *string
+	creationContext                        **api.CreationContext
+}
+
+func environmentFields(e *api.Environment) assetFields {
+	return assetFields{&e.Schema, &e.ID, &e.Name, &e.Version, &e.Description, &e.CreationContext}
+}
+
+func dataFields(d *api.Data) assetFields {
+	return assetFields{&d.Schema, &d.ID, &d.Name, &d.Version, &d.Description, &d.CreationContext}
+}
+
+// newAssetKind is the kind whose documents are T: fields finds the common
+// fields in one, check validates the rest and fills in its defaults.
+func newAssetKind[T any](kind, what string, fields func(*T) assetFields, check func(s *Server, ctx context.Context, doc *T) error) assetKind {
+	normalize := func(s *Server, ctx context.Context, body []byte, name, version string) (json.RawMessage, error) {
+		var doc T
+		if err := strictJSON(body, &doc); err != nil {
+			return nil, err
+		}
+		f := fields(&doc)
+		if err := sameNameVersion(*f.name, *f.version, name, version); err != nil {
+			return nil, err
+		}
+		if err := check(s, ctx, &doc); err != nil {
+			return nil, err
+		}
+		// What identifies a version is its content: the fields the server
+		// fills in are not kept.
+		*f.schema, *f.id, *f.creationContext = "", "", nil
+		*f.name, *f.version = name, version
+		return json.Marshal(doc)
+	}
+	view := func(o store.Object, name, version string) any {
+		var doc T
+		f := fields(&doc)
+		if err := json.Unmarshal(o.Spec, &doc); err != nil {
+			*f.description = fmt.Sprintf("stored %s unreadable: %v", what, err)
+		}
+		*f.name, *f.version = name, version
+		*f.id = assetID(o, kind)
+		*f.creationContext = &api.CreationContext{CreatedAt: o.Created, LastModified: o.Updated}
+		return doc
+	}
+	return assetKind{kind: kind, what: what, normalize: normalize, view: view}
+}
 
 func assetKey(kind, rg, ws, name, version string) store.Key {
 	return store.Key{Kind: kind, Group: rg, Parent: workspaceParent(ws), Name: name + ":" + version}
@@ -164,134 +215,122 @@ func assetError(w http.ResponseWriter, err error, what string) {
 	storeError(w, err, what)
 }
 
-func (s *Server) listAssets(ak assetKind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		vs, err := s.assetVersions(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), "")
-		if err != nil {
-			storeError(w, err, ak.what+"s")
-			return
-		}
-		latest := map[string]store.Object{}
-		var names []string
-		for _, o := range vs {
-			n, _ := splitAssetName(o)
-			if _, ok := latest[n]; !ok {
-				names = append(names, n)
-			}
-			latest[n] = o // oldest first: the last one wins
-		}
-		slices.Sort(names)
-		out := []any{}
-		for _, n := range names {
-			o := latest[n]
-			_, v := splitAssetName(o)
-			out = append(out, ak.view(o, n, v))
-		}
-		writeJSON(w, http.StatusOK, out)
+func (ak assetKind) list(s *Server, w http.ResponseWriter, r *http.Request) {
+	vs, err := s.assetVersions(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), "")
+	if err != nil {
+		storeError(w, err, ak.what+"s")
+		return
 	}
-}
-
-func (s *Server) getAssetLatest(ak assetKind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if l := r.URL.Query().Get("label"); l != "" && l != "latest" {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("label %q: the only label is latest; or ask for a version", l))
-			return
+	latest := map[string]store.Object{}
+	var names []string
+	for _, o := range vs {
+		n, _ := splitAssetName(o)
+		if _, ok := latest[n]; !ok {
+			names = append(names, n)
 		}
-		o, err := s.findAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, "", true)
-		if err != nil {
-			assetError(w, err, ak.what+" "+name)
-			return
-		}
+		latest[n] = o // oldest first: the last one wins
+	}
+	slices.Sort(names)
+	out := []any{}
+	for _, n := range names {
+		o := latest[n]
 		_, v := splitAssetName(o)
-		writeJSON(w, http.StatusOK, ak.view(o, name, v))
+		out = append(out, ak.view(o, n, v))
 	}
+	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) listAssetVersions(ak assetKind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		vs, err := s.assetVersions(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name)
+func (ak assetKind) getLatest(s *Server, w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if l := r.URL.Query().Get("label"); l != "" && l != "latest" {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("label %q: the only label is latest; or ask for a version", l))
+		return
+	}
+	o, err := s.findAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, "", true)
+	if err != nil {
+		assetError(w, err, ak.what+" "+name)
+		return
+	}
+	_, v := splitAssetName(o)
+	writeJSON(w, http.StatusOK, ak.view(o, name, v))
+}
+
+func (ak assetKind) listVersions(s *Server, w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	vs, err := s.assetVersions(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name)
+	if err != nil {
+		storeError(w, err, ak.what+" "+name)
+		return
+	}
+	if len(vs) == 0 {
+		assetError(w, s.missingAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, ""), ak.what+" "+name)
+		return
+	}
+	out := []any{}
+	for i := len(vs) - 1; i >= 0; i-- { // newest first, as az lists them
+		_, v := splitAssetName(vs[i])
+		out = append(out, ak.view(vs[i], name, v))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (ak assetKind) getVersion(s *Server, w http.ResponseWriter, r *http.Request) {
+	name, version := r.PathValue("name"), r.PathValue("version")
+	o, err := s.findAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, version, false)
+	if err != nil {
+		assetError(w, err, ak.what+" "+name)
+		return
+	}
+	writeJSON(w, http.StatusOK, ak.view(o, name, version))
+}
+
+// putVersion creates one version; the same content again is accepted
+// (a retried create), other content refused: versions never change.
+func (ak assetKind) putVersion(s *Server, w http.ResponseWriter, r *http.Request) {
+	rg, ws, name, version := r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name"), r.PathValue("version")
+	body, err := rawBody(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
+	s.createAsset(w, r, ak, rg, ws, name, version, body, false)
+}
+
+// postVersion creates the next version: 1 + the highest numeric one.
+func (ak assetKind) postVersion(s *Server, w http.ResponseWriter, r *http.Request) {
+	rg, ws, name := r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name")
+	body, err := rawBody(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
+	// Two creates at once may pick the same number: the loser takes
+	// the next one.
+	for range 20 {
+		vs, err := s.assetVersions(r.Context(), ak, rg, ws, name)
 		if err != nil {
 			storeError(w, err, ak.what+" "+name)
 			return
 		}
-		if len(vs) == 0 {
-			assetError(w, s.missingAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, ""), ak.what+" "+name)
-			return
-		}
-		out := []any{}
-		for i := len(vs) - 1; i >= 0; i-- { // newest first, as az lists them
-			_, v := splitAssetName(vs[i])
-			out = append(out, ak.view(vs[i], name, v))
-		}
-		writeJSON(w, http.StatusOK, out)
-	}
-}
-
-func (s *Server) getAssetVersion(ak assetKind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name, version := r.PathValue("name"), r.PathValue("version")
-		o, err := s.findAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, version, false)
-		if err != nil {
-			assetError(w, err, ak.what+" "+name)
-			return
-		}
-		writeJSON(w, http.StatusOK, ak.view(o, name, version))
-	}
-}
-
-// putAssetVersion creates one version; the same content again is accepted
-// (a retried create), other content refused: versions never change.
-func (s *Server) putAssetVersion(ak assetKind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rg, ws, name, version := r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name"), r.PathValue("version")
-		body, err := rawBody(r)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
-			return
-		}
-		s.createAsset(w, r, ak, rg, ws, name, version, body, false)
-	}
-}
-
-// postAssetVersion creates the next version: 1 + the highest numeric one.
-func (s *Server) postAssetVersion(ak assetKind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rg, ws, name := r.PathValue("rg"), r.PathValue("ws"), r.PathValue("name")
-		body, err := rawBody(r)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
-			return
-		}
-		// Two creates at once may pick the same number: the loser takes
-		// the next one.
-		for range 20 {
-			vs, err := s.assetVersions(r.Context(), ak, rg, ws, name)
-			if err != nil {
-				storeError(w, err, ak.what+" "+name)
-				return
-			}
-			var top int64
-			for _, o := range vs {
-				_, v := splitAssetName(o)
-				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > top {
-					top = n
-				}
-			}
-			if s.createAsset(w, r, ak, rg, ws, name, strconv.FormatInt(top+1, 10), body, true) {
-				return
+		var top int64
+		for _, o := range vs {
+			_, v := splitAssetName(o)
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > top {
+				top = n
 			}
 		}
-		writeError(w, http.StatusConflict, "Conflict", fmt.Sprintf("%s %s: versions were being created meanwhile; retry", ak.what, name))
+		if s.createAsset(w, r, ak, rg, ws, name, strconv.FormatInt(top+1, 10), body, true) {
+			return
+		}
 	}
+	writeError(w, http.StatusConflict, "Conflict", fmt.Sprintf("%s %s: versions were being created meanwhile; retry", ak.what, name))
 }
 
 // createAsset stores a version and answers; with next, a version that came
 // to exist meanwhile is not answered, and false says to try the next one.
 func (s *Server) createAsset(w http.ResponseWriter, r *http.Request, ak assetKind, rg, ws, name, version string, body []byte, next bool) bool {
 	ctx := r.Context()
-	spec, err := ak.normalize(s, ctx, rg, ws, body, name, version)
+	spec, err := ak.normalize(s, ctx, body, name, version)
 	if err != nil {
 		if !isUserError(err) {
 			writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
@@ -345,27 +384,22 @@ func strictJSON(body []byte, v any) error { return decodeStrict(body, v) }
 // image builder), and the job runs in Azure ML's base image.
 const defaultBuildImage = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"
 
-func normalizeEnvironment(_ *Server, _ context.Context, _, _ string, body []byte, name, version string) (json.RawMessage, error) {
-	var env api.Environment
-	if err := strictJSON(body, &env); err != nil {
-		return nil, err
-	}
-	if err := sameNameVersion(env.Name, env.Version, name, version); err != nil {
-		return nil, err
-	}
+// checkEnvironment checks what is an environment's own and fills in its
+// defaults.
+func checkEnvironment(_ *Server, _ context.Context, env *api.Environment) error {
 	switch {
 	case env.Image == "" && env.Build == nil:
-		return nil, errors.New("image or build is required: image: <reference> (optionally with conda_file), or build: {path: <folder>}")
+		return errors.New("image or build is required: image: <reference> (optionally with conda_file), or build: {path: <folder>}")
 	case env.Image != "" && env.Build != nil:
-		return nil, errors.New("give image or build, not both")
+		return errors.New("give image or build, not both")
 	case env.Build != nil && env.Build.Path == "":
-		return nil, errors.New("build.path is required: the folder of the Docker build context")
+		return errors.New("build.path is required: the folder of the Docker build context")
 	case len(env.CondaFile) > 0 && env.Image == "" && string(bytes.TrimSpace(env.CondaFile)) != "null":
-		return nil, errors.New("conda_file needs image: it is applied on top of an image")
+		return errors.New("conda_file needs image: it is applied on top of an image")
 	}
 	if env.Image != "" {
 		if _, err := imageref.ParseReference(env.Image); err != nil {
-			return nil, fmt.Errorf("image %q: %v", env.Image, err)
+			return fmt.Errorf("image %q: %v", env.Image, err)
 		}
 	}
 	switch strings.ToLower(env.OSType) {
@@ -374,98 +408,26 @@ func normalizeEnvironment(_ *Server, _ context.Context, _, _ string, body []byte
 	case "windows":
 		env.OSType = "windows"
 	default:
-		return nil, fmt.Errorf("os_type %q: use linux or windows", env.OSType)
+		return fmt.Errorf("os_type %q: use linux or windows", env.OSType)
 	}
 	if env.Build != nil && env.Build.DockerfilePath == "" {
 		env.Build.DockerfilePath = "Dockerfile"
 	}
-	// What identifies a version is its content: the fields the server
-	// fills in are not kept.
-	env.Schema, env.ID, env.CreationContext = "", "", nil
-	env.Name, env.Version = name, version
-	return json.Marshal(env)
+	return nil
 }
 
-func environmentView(o store.Object, name, version string) any {
-	var env api.Environment
-	if err := json.Unmarshal(o.Spec, &env); err != nil {
-		env.Description = fmt.Sprintf("stored environment unreadable: %v", err)
-	}
-	env.Name, env.Version = name, version
-	env.ID = assetID(o, kindEnvironment)
-	env.CreationContext = &api.CreationContext{CreatedAt: o.Created, LastModified: o.Updated}
-	return env
-}
-
-func normalizeData(s *Server, ctx context.Context, _, _ string, body []byte, name, version string) (json.RawMessage, error) {
-	var d api.Data
-	if err := strictJSON(body, &d); err != nil {
-		return nil, err
-	}
-	if err := sameNameVersion(d.Name, d.Version, name, version); err != nil {
-		return nil, err
-	}
+// checkData checks what is a data asset's own (its path must exist in the
+// datastore) and fills in its defaults.
+func checkData(s *Server, ctx context.Context, d *api.Data) error {
 	switch d.Type {
 	case "":
 		d.Type = jobspec.TypeURIFolder
 	case jobspec.TypeURIFolder, jobspec.TypeURIFile, jobspec.TypeMLTable:
 	default:
-		return nil, fmt.Errorf("type %q: use uri_folder (the default), uri_file or mltable", d.Type)
+		return fmt.Errorf("type %q: use uri_folder (the default), uri_file or mltable", d.Type)
 	}
 	if d.Path == "" {
-		return nil, errors.New("path is required: an azureml://datastores/<datastore>/paths/<path> URI (the client uploads local paths first)")
+		return errors.New("path is required: an azureml://datastores/<datastore>/paths/<path> URI (the client uploads local paths first)")
 	}
-	if err := s.checkDataPath(ctx, "path", d.Type, d.Path); err != nil {
-		return nil, err
-	}
-	d.Schema, d.ID, d.CreationContext = "", "", nil
-	d.Name, d.Version = name, version
-	return json.Marshal(d)
-}
-
-func dataView(o store.Object, name, version string) any {
-	var d api.Data
-	if err := json.Unmarshal(o.Spec, &d); err != nil {
-		d.Description = fmt.Sprintf("stored data asset unreadable: %v", err)
-	}
-	d.Name, d.Version = name, version
-	d.ID = assetID(o, kindData)
-	d.CreationContext = &api.CreationContext{CreatedAt: o.Created, LastModified: o.Updated}
-	return d
-}
-
-func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) {
-	s.listAssets(environments)(w, r)
-}
-func (s *Server) getEnvironmentLatest(w http.ResponseWriter, r *http.Request) {
-	s.getAssetLatest(environments)(w, r)
-}
-func (s *Server) listEnvironmentVersions(w http.ResponseWriter, r *http.Request) {
-	s.listAssetVersions(environments)(w, r)
-}
-func (s *Server) getEnvironmentVersion(w http.ResponseWriter, r *http.Request) {
-	s.getAssetVersion(environments)(w, r)
-}
-func (s *Server) putEnvironmentVersion(w http.ResponseWriter, r *http.Request) {
-	s.putAssetVersion(environments)(w, r)
-}
-func (s *Server) postEnvironmentVersion(w http.ResponseWriter, r *http.Request) {
-	s.postAssetVersion(environments)(w, r)
-}
-
-func (s *Server) listData(w http.ResponseWriter, r *http.Request) { s.listAssets(dataAssets)(w, r) }
-func (s *Server) getDataLatest(w http.ResponseWriter, r *http.Request) {
-	s.getAssetLatest(dataAssets)(w, r)
-}
-func (s *Server) listDataVersions(w http.ResponseWriter, r *http.Request) {
-	s.listAssetVersions(dataAssets)(w, r)
-}
-func (s *Server) getDataVersion(w http.ResponseWriter, r *http.Request) {
-	s.getAssetVersion(dataAssets)(w, r)
-}
-func (s *Server) putDataVersion(w http.ResponseWriter, r *http.Request) {
-	s.putAssetVersion(dataAssets)(w, r)
-}
-func (s *Server) postDataVersion(w http.ResponseWriter, r *http.Request) {
-	s.postAssetVersion(dataAssets)(w, r)
+	return s.checkDataPath(ctx, "path", d.Type, d.Path)
 }

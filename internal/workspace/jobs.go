@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -600,7 +601,7 @@ func (s *Server) resolveData(ctx context.Context, rg, ws string, rec *jobRecord,
 		rec.Code = spec.Code
 	}
 	rec.Inputs = map[string]api.RunInput{}
-	for _, name := range slices.Sorted(mapKeys(spec.Inputs)) {
+	for _, name := range slices.Sorted(maps.Keys(spec.Inputs)) {
 		in := spec.Inputs[name]
 		field := "inputs." + name
 		if in.Literal() {
@@ -647,7 +648,7 @@ func (s *Server) resolveData(ctx context.Context, rg, ws string, rec *jobRecord,
 		rec.Inputs[name] = ri
 	}
 	rec.Outputs = map[string]api.RunOutput{}
-	for _, name := range slices.Sorted(mapKeys(spec.Outputs)) {
+	for _, name := range slices.Sorted(maps.Keys(spec.Outputs)) {
 		out := spec.Outputs[name]
 		uri := jobspec.ResolveOutputPath(out.Path, spec.Name, name)
 		if uri == "" {
@@ -670,16 +671,6 @@ func (s *Server) resolveData(ctx context.Context, rg, ws string, rec *jobRecord,
 	}
 	rec.Artifacts = jobspec.ArtifactsURI(spec.Name)
 	return nil
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // internalError marks a failure to look, as opposed to a problem found

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -106,26 +105,11 @@ func upload(t *testing.T, c *client.Client, files map[string]string) {
 // rawBytes sends body as it is with a bearer token (none when empty).
 func rawBytes(t *testing.T, c *client.Client, method, path, token string, body []byte) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, c.Config().URL+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body == nil {
-		req.Body = http.NoBody
-	}
+	auth := ""
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		auth = "Bearer " + token
 	}
-	resp, err := httpClient(c).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, data
+	return send(t, c, method, path, auth, body)
 }
 
 // doc is a job document as the CLI sends it.

@@ -96,12 +96,24 @@ func serveErr(t *testing.T, opts Options) error {
 // empty) and body, and returns the status and the answer's text.
 func raw(t *testing.T, c *client.Client, method, path, auth, body string) (int, string) {
 	t.Helper()
-	cfg := c.Config()
-	req, err := http.NewRequest(method, cfg.URL+path, strings.NewReader(body))
+	status, data := send(t, c, method, path, auth, []byte(body))
+	var e api.Error
+	if status/100 != 2 && json.Unmarshal(data, &e) == nil && e.Message != "" {
+		return status, e.Code + ": " + e.Message
+	}
+	return status, string(data)
+}
+
+// send sends one request with the given Authorization header (none when
+// empty) and body (none when empty), and returns the status and the
+// answer.
+func send(t *testing.T, c *client.Client, method, path, auth string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, c.Config().URL+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body == "" {
+	if len(body) == 0 {
 		req.Body = http.NoBody
 	}
 	if auth != "" {
@@ -116,11 +128,7 @@ func raw(t *testing.T, c *client.Client, method, path, auth, body string) (int, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var e api.Error
-	if resp.StatusCode/100 != 2 && json.Unmarshal(data, &e) == nil && e.Message != "" {
-		return resp.StatusCode, e.Code + ": " + e.Message
-	}
-	return resp.StatusCode, string(data)
+	return resp.StatusCode, data
 }
 
 func httpClient(c *client.Client) *http.Client {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,6 +181,11 @@ func TestClusterUpBadInput(t *testing.T) {
 		{"pod CIDR not loopback", []string{"cluster", "up", "--dir", t.TempDir(), "--pod-cidr", "10.0.0.0/16"}, "", "--pod-cidr \"10.0.0.0/16\": must be an IPv4 CIDR inside 127.0.0.0/8"},
 		{"CIDRs overlap", []string{"cluster", "up", "--dir", t.TempDir(), "--pod-cidr", "127.50.0.0/16", "--service-cidr", "127.50.0.0/20"}, "", "overlap"},
 		{"bad node port range", []string{"cluster", "up", "--dir", t.TempDir(), "--node-port-range", "32000-31000"}, "", "--node-port-range \"32000-31000\": must be LOW-HIGH"},
+		{"no nodes", []string{"cluster", "up", "--dir", t.TempDir(), "--nodes", "0"}, "", "--nodes 0: must be 1 or more"},
+		{"pod CIDR too small for the nodes", []string{"cluster", "up", "--dir", t.TempDir(), "--pod-cidr", "127.50.0.0/24", "--nodes", "17"}, "", "--pod-cidr 127.50.0.0/24 is too small for 17 nodes"},
+		{"label of no node", []string{"cluster", "up", "--dir", t.TempDir(), "--nodes", "2", "--node-label", "outpost-node-2:a=b"}, "", `there is no node "outpost-node-2"; the nodes are outpost-node, outpost-node-1`},
+		{"bad label value", []string{"cluster", "up", "--dir", t.TempDir(), "--node-label", "0:zone=a b"}, "", `value "a b": a valid label must be`},
+		{"bad node CPU", []string{"cluster", "up", "--dir", t.TempDir(), "--node-cpu", "two"}, "", `--node-cpu "two": must be a positive quantity`},
 		{"bad output format", []string{"cluster", "status", "--dir", t.TempDir(), "-o", "xml"}, "", `-o "xml": unknown output format; use one of table, json, yaml`},
 	}
 	for _, tc := range cases {
@@ -467,4 +474,266 @@ spec:
 	if left := clustertest.Processes(dir); len(left) > 0 {
 		t.Fatalf("processes left after cluster down:\n%s", strings.Join(left, "\n"))
 	}
+}
+
+// TestClusterMultiNode: `up --nodes 2` runs two node agents that split the
+// machine and the pod CIDR, carry their labels, take pods by anti-affinity
+// and nodeSelector, and reach each other's pods through Services and the
+// cluster DNS (served by the first node for both); a node killed comes back;
+// nodes are added to a running cluster, removed after `down`, and `down`
+// leaves no process.
+func TestClusterMultiNode(t *testing.T) {
+	dir := t.TempDir()
+	args, cfg := upArgs(t, dir)
+	t.Cleanup(func() { run(t, "cluster", "down", "--dir", dir) })
+	labels := []string{"--node-label", "0:outpost.dev/pool=a", "--node-label", "outpost-node-1:node.kubernetes.io/instance-type=big,zone=z1"}
+	out, errOut, code := run(t, append(append(slices.Clone(args), "--nodes", "2"), labels...)...)
+	if code != 0 {
+		t.Fatalf("cluster up --nodes 2 failed (%d):\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"starting node ...", "starting node-1 ...", "cluster ready in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cluster up output lacks %q:\n%s", want, out)
+		}
+	}
+	saved, err := cluster.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.Nodes != 2 || saved.NodeLabels["outpost-node-1"]["zone"] != "z1" {
+		t.Errorf("cluster.json keeps nodes %d, labels %v; want 2 nodes and the labels", saved.Nodes, saved.NodeLabels)
+	}
+	rc, err := saved.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	names := []string{"outpost-node", "outpost-node-1"}
+
+	// Both Ready, in status and in the API, each with its share of the
+	// machine, its own part of the pod CIDR and its labels.
+	st := clusterStatus(t, dir)
+	if !st.Running() || !st.NodeReady || len(st.Nodes) != 2 {
+		t.Fatalf("status: %+v; want every component running and 2 nodes Ready", st)
+	}
+	if n := component(t, st, "node-1"); !n.Running || n.SupervisorPID == 0 || n.Log != filepath.Join(dir, "logs", "node-1.log") {
+		t.Errorf("status of node-1: %+v", n)
+	}
+	if table, _, _ := run(t, "cluster", "status", "--dir", dir); !strings.Contains(table, "node outpost-node-1") {
+		t.Errorf("status table does not list node outpost-node-1:\n%s", table)
+	}
+	_, podNet, _ := net.ParseCIDR(cfg.PodCIDR)
+	wantCPU := int64(runtime.NumCPU()) * 1000 / 2
+	wantMem := memTotal(t) / 2 / (1 << 20) * (1 << 20)
+	ranges := map[string]*net.IPNet{}
+	for i, name := range names {
+		ns := st.Nodes[i]
+		_, r, err := net.ParseCIDR(ns.PodCIDR)
+		if ns.Name != name || !ns.Ready || err != nil || !podNet.Contains(r.IP) {
+			t.Fatalf("status of node %d: %+v; want %s Ready with a range inside %s", i, ns, name, cfg.PodCIDR)
+		}
+		ranges[name] = r
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Spec.PodCIDR != ns.PodCIDR {
+			t.Errorf("node %s: spec.podCIDR %q, want %q", name, n.Spec.PodCIDR, ns.PodCIDR)
+		}
+		cpu, mem, gpu := n.Status.Allocatable[corev1.ResourceCPU], n.Status.Allocatable[corev1.ResourceMemory], n.Status.Capacity["nvidia.com/gpu"]
+		if cpu.MilliValue() != wantCPU || mem.Value() != wantMem || !gpu.IsZero() {
+			t.Errorf("node %s: allocatable cpu %s, memory %s, gpu %s; want half the machine: %dm, %d bytes, no GPU", name, &cpu, &mem, &gpu, wantCPU, wantMem)
+		}
+		if n.Labels["kubernetes.io/hostname"] != name {
+			t.Errorf("node %s: labels %v lack the standard ones", name, n.Labels)
+		}
+	}
+	if ranges[names[0]].Contains(ranges[names[1]].IP) || ranges[names[1]].Contains(ranges[names[0]].IP) {
+		t.Errorf("node pod ranges overlap: %s, %s", ranges[names[0]], ranges[names[1]])
+	}
+	for name, want := range map[string]map[string]string{
+		names[0]: {"outpost.dev/pool": "a"},
+		names[1]: {"node.kubernetes.io/instance-type": "big", "zone": "z1"},
+	} {
+		n, _ := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		for k, v := range want {
+			if n.Labels[k] != v {
+				t.Errorf("node %s: label %s=%q, want %q (labels %v)", name, k, n.Labels[k], v, n.Labels)
+			}
+		}
+	}
+
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", saved.KubeconfigPath()}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	manifest := filepath.Join(t.TempDir(), "spread.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: spread}}
+            topologyKey: kubernetes.io/hostname
+      containers:
+      - {name: web, image: agnhost, args: [netexec, --http-port=8080]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: backend, labels: {app: backend}}
+spec:
+  nodeSelector: {node.kubernetes.io/instance-type: big}
+  containers:
+  - {name: web, image: agnhost, args: [netexec, --http-port=8080]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend}
+spec:
+  selector: {app: backend}
+  ports: [{port: 80, targetPort: 8080}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl("apply", "-f", manifest)
+	kubectl("rollout", "status", "deployment/spread", "--timeout=90s")
+	kubectl("wait", "--for=condition=Ready", "pod/backend", "--timeout=60s")
+	pods, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spread := map[string]string{} // node -> pod
+	for _, p := range pods.Items {
+		if r := ranges[p.Spec.NodeName]; r == nil || !r.Contains(net.ParseIP(p.Status.PodIP)) {
+			t.Errorf("pod %s on node %q has IP %s, outside its node's range %v", p.Name, p.Spec.NodeName, p.Status.PodIP, r)
+		}
+		switch {
+		case p.Labels["app"] == "spread":
+			spread[p.Spec.NodeName] = p.Name
+		case p.Name == "backend" && p.Spec.NodeName != names[1]:
+			t.Errorf("pod backend (nodeSelector instance-type=big) is on %q, want %s", p.Spec.NodeName, names[1])
+		}
+	}
+	if spread[names[0]] == "" || spread[names[1]] == "" {
+		t.Fatalf("the 2 replicas with pod anti-affinity are not one per node: %v", spread)
+	}
+	// The Service's endpoint is on node 1; its name resolves and its
+	// cluster IP answers from a pod of either node.
+	for _, n := range names {
+		if got := kubectl("exec", spread[n], "--", "sh", "-c", "wget -qO- http://backend/hostname"); got != "backend" {
+			t.Errorf("from pod %s on %s, http://backend/hostname answered %q, want backend", spread[n], n, got)
+		}
+	}
+
+	// Changing a running cluster: removing a node, or changing the share of
+	// a node that runs, needs `down` first; bad labels say what is wrong.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nodes", "1"}, "removing nodes needs `outpost cluster down` first"},
+		{[]string{"--nodes", "3"}, "which a running node cannot change: stop the cluster with `outpost cluster down` first"},
+		{[]string{"--node-label", "2:zone=z2"}, "there is no node 2; the cluster has 2 node(s)"},
+		{[]string{"--node-label", "0:-bad=x"}, `key "-bad": name part must consist of alphanumeric characters`},
+		{[]string{"--node-label", "0:kubernetes.io/hostname=x"}, "the node sets kubernetes.io/hostname itself"},
+	} {
+		out, errOut, code := run(t, append([]string{"cluster", "up", "--dir", dir}, tc.args...)...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("cluster up %v on a running 2-node cluster: exit %d, stderr %q; want an error with %q\n%s", tc.args, code, errOut, tc.want, out)
+		}
+	}
+	// Adding a node that leaves the running ones as they are works.
+	n0, _ := client.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{})
+	cpu, mem := n0.Status.Capacity[corev1.ResourceCPU], n0.Status.Capacity[corev1.ResourceMemory]
+	out, errOut, code = run(t, "cluster", "up", "--dir", dir, "--nodes", "3", "--node-cpu", cpu.String(), "--node-memory", mem.String())
+	if code != 0 || !strings.Contains(out, "node-1 runs, keeping it") || !strings.Contains(out, "starting node-2 ...") {
+		t.Fatalf("cluster up --nodes 3 keeping the nodes' capacity: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if st := clusterStatus(t, dir); len(st.Nodes) != 3 || !st.NodeReady || st.Nodes[2].Name != "outpost-node-2" {
+		t.Errorf("after adding a node, status: %+v", st.Nodes)
+	}
+
+	// A node agent killed comes back by itself, under its own supervisor.
+	old := component(t, clusterStatus(t, dir), "node-1")
+	killed := time.Now()
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 90*time.Second, "node-1 restarted and Ready", func() error {
+		n := component(t, clusterStatus(t, dir), "node-1")
+		if !n.Running || n.PID == old.PID || n.Restarts != 1 {
+			return fmt.Errorf("node-1 %s, pid %d (killed %d), %d restarts", n.State, n.PID, old.PID, n.Restarts)
+		}
+		node, err := client.CoreV1().Nodes().Get(ctx, names[1], metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && c.LastHeartbeatTime.After(killed.Truncate(time.Second)) {
+				return nil
+			}
+		}
+		return errors.New("no Ready heartbeat since the kill")
+	})
+	if n := component(t, clusterStatus(t, dir), "node"); n.PID != component(t, st, "node").PID {
+		t.Errorf("killing node-1 restarted the first node too")
+	}
+
+	out, errOut, code = run(t, "cluster", "down", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "stopping node-2 and its pods") || !strings.Contains(out, "cluster stopped") {
+		t.Fatalf("cluster down: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if left := clustertest.Processes(dir); len(left) > 0 {
+		t.Fatalf("processes left after cluster down:\n%s", strings.Join(left, "\n"))
+	}
+
+	// Fewer nodes after down: the Nodes of the others go, with their pods.
+	out, errOut, code = run(t, "cluster", "up", "--dir", dir, "--nodes", "1")
+	if code != 0 || !strings.Contains(out, "removing node outpost-node-1") || !strings.Contains(out, "removing node outpost-node-2") {
+		t.Fatalf("cluster up --nodes 1 after down: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil || len(nodes.Items) != 1 {
+		t.Errorf("after up --nodes 1, nodes: %v, %v; want outpost-node alone", nodes, err)
+	}
+	if _, err := client.CoreV1().Pods("default").Get(ctx, "backend", metav1.GetOptions{}); err == nil {
+		t.Errorf("pod backend of the removed node is still there")
+	}
+	out, errOut, code = run(t, "cluster", "down", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("cluster down: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if left := clustertest.Processes(dir); len(left) > 0 {
+		t.Fatalf("processes left after cluster down:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// memTotal is the machine's memory in bytes.
+func memTotal(t *testing.T) int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
 }

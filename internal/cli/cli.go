@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,11 +142,15 @@ func clusterCmd() *cobra.Command {
 
 	up := &cobra.Command{Use: "up", Short: "Start the cluster in the background (a no-op when it runs)", Args: cobra.NoArgs}
 	var cfg cluster.Config
-	up.Flags().IntVar(&cfg.APIPort, "api-port", 6443, "port of the kube-apiserver on 127.0.0.1; the cluster also takes the 5 ports after it")
+	up.Flags().IntVar(&cfg.APIPort, "api-port", 6443, "port of the kube-apiserver on 127.0.0.1; the cluster also takes the 5 ports after it, and one more for each node after the first")
 	up.Flags().StringVar(&cfg.PodCIDR, "pod-cidr", "127.244.0.0/16", "loopback range pod IPs come from")
 	up.Flags().StringVar(&cfg.ServiceCIDR, "service-cidr", "127.96.0.0/16", "loopback range Service cluster IPs come from")
 	up.Flags().StringVar(&cfg.NodePortRange, "node-port-range", "30000-32767", "ports NodePort Services take on 127.0.0.1")
 	up.Flags().StringVar(&cfg.KubeBinDir, "kube-bin-dir", "", "directory of the upstream binaries (default: $OUTPOST_KUBE_BIN_DIR, else .cache/kube/bin of the repository)")
+	up.Flags().IntVar(&cfg.Nodes, "nodes", 1, "number of nodes: the first is outpost-node, the others outpost-node-1, outpost-node-2, ...; they split the machine's CPUs, memory and --pod-cidr")
+	up.Flags().StringVar(&cfg.NodeCPU, "node-cpu", "", "CPU capacity of each node, a quantity such as 2 or 500m (default: the machine's CPUs split evenly between the nodes)")
+	up.Flags().StringVar(&cfg.NodeMemory, "node-memory", "", "memory capacity of each node, a quantity such as 4Gi (default: the machine's memory split evenly between the nodes)")
+	nodeLabels := up.Flags().StringArray("node-label", nil, "NODE:KEY=VALUE[,KEY=VALUE...]: labels of a node, NODE its name or index (0 is the first); repeatable; replaces the labels given before")
 	up.RunE = func(cmd *cobra.Command, _ []string) error {
 		d, err := abs()
 		if err != nil {
@@ -167,9 +172,29 @@ func clusterCmd() *cobra.Command {
 				"pod-cidr":        func() { cfg.PodCIDR = saved.PodCIDR },
 				"service-cidr":    func() { cfg.ServiceCIDR = saved.ServiceCIDR },
 				"node-port-range": func() { cfg.NodePortRange = saved.NodePortRange },
+				"nodes":           func() { cfg.Nodes = max(1, saved.Nodes) },
+				"node-cpu":        func() { cfg.NodeCPU = saved.NodeCPU },
+				"node-memory":     func() { cfg.NodeMemory = saved.NodeMemory },
+				"node-label":      func() { cfg.NodeLabels = saved.NodeLabels },
 			} {
 				if !cmd.Flags().Changed(flag) {
 					keep()
+				}
+			}
+		}
+		if cfg.Nodes < 1 {
+			return fmt.Errorf("--nodes %d: must be 1 or more", cfg.Nodes)
+		}
+		cfg.Defaults()
+		if cmd.Flags().Changed("node-label") {
+			if cfg.NodeLabels, err = cluster.ParseNodeLabels(*nodeLabels, cfg.NodeNames()); err != nil {
+				return err
+			}
+		} else {
+			// Labels kept from before, of nodes that a smaller --nodes drops, go.
+			for name := range cfg.NodeLabels {
+				if !slices.Contains(cfg.NodeNames(), name) {
+					delete(cfg.NodeLabels, name)
 				}
 			}
 		}
@@ -218,13 +243,23 @@ func clusterCmd() *cobra.Command {
 				}
 				t.Rows = append(t.Rows, []string{cs.Name, state, pid, cs.Log})
 			}
-			ready := "NotReady"
-			if st.NodeReady {
-				ready = "Ready"
+			ready := func(r bool) string {
+				if r {
+					return "Ready"
+				}
+				return "NotReady"
 			}
 			t.Rows = append(t.Rows, []string{"", "", "", ""},
-				[]string{"server", st.Server, "", ""}, []string{"version", st.Version, "", ""},
-				[]string{"node", ready, "", ""}, []string{"pods", strconv.Itoa(st.Pods), "", ""})
+				[]string{"server", st.Server, "", ""}, []string{"version", st.Version, "", ""})
+			if len(st.Nodes) <= 1 {
+				t.Rows = append(t.Rows, []string{"node", ready(st.NodeReady), "", ""})
+			} else {
+				for _, n := range st.Nodes {
+					t.Rows = append(t.Rows, []string{"node " + n.Name, ready(n.Ready),
+						fmt.Sprintf("%d pods", n.Pods), fmt.Sprintf("cpu %s, memory %s, pod range %s", n.CPU, n.Memory, n.PodCIDR)})
+				}
+			}
+			t.Rows = append(t.Rows, []string{"pods", strconv.Itoa(st.Pods), "", ""})
 			return t
 		})
 	}

@@ -31,6 +31,16 @@ type Config struct {
 	// cluster DNS and to pods, as the kubelet's --resolv-conf; "" means
 	// /etc/resolv.conf.
 	ResolvConf string `json:"resolvConf,omitempty"`
+	// Nodes is how many node agents run (0 means 1): the first is NodeName,
+	// the others NodeName-1, NodeName-2, ... (nodes.go).
+	Nodes int `json:"nodes,omitempty"`
+	// NodeCPU and NodeMemory are each node's capacity (quantities); unset,
+	// the nodes split the machine's CPUs and memory evenly.
+	NodeCPU    string `json:"nodeCPU,omitempty"`
+	NodeMemory string `json:"nodeMemory,omitempty"`
+	// NodeLabels are labels of the nodes besides the standard ones, by
+	// node name.
+	NodeLabels map[string]map[string]string `json:"nodeLabels,omitempty"`
 }
 
 // Defaults fills what the user left unset.
@@ -49,6 +59,9 @@ func (c *Config) Defaults() {
 	}
 	if c.NodeName == "" {
 		c.NodeName = "outpost-node"
+	}
+	if c.Nodes == 0 {
+		c.Nodes = 1
 	}
 }
 
@@ -80,7 +93,7 @@ func (c *Config) Validate() error {
 	if c.NodeName == "" || strings.ContainsAny(c.NodeName, "/ ") {
 		return fmt.Errorf("--node-name %q: must be a DNS subdomain name", c.NodeName)
 	}
-	return nil
+	return c.validateNodes()
 }
 
 // ParsePortRange parses "low-high".

@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -31,15 +33,31 @@ type ComponentStatus struct {
 
 // Status is what `outpost cluster status` reports.
 type Status struct {
-	Dir        string            `json:"dir"`
-	Server     string            `json:"server"`
-	Kubeconfig string            `json:"kubeconfig"`
-	Version    string            `json:"kubernetesVersion,omitempty"`
+	Dir        string `json:"dir"`
+	Server     string `json:"server"`
+	Kubeconfig string `json:"kubeconfig"`
+	Version    string `json:"kubernetesVersion,omitempty"`
+	// NodeReady: every node is Ready.
 	NodeReady  bool              `json:"nodeReady"`
 	Pods       int               `json:"pods"`
 	Components []ComponentStatus `json:"components"`
+	// Nodes are the cluster's nodes, the first one first.
+	Nodes []NodeStatus `json:"nodes"`
 	// Error is set when the state of the processes could not be read.
 	Error string `json:"error,omitempty"`
+}
+
+// NodeStatus is one node of `outpost cluster status`; what the apiserver
+// says of it is left out while the apiserver does not answer.
+type NodeStatus struct {
+	Name      string            `json:"name"`
+	Component string            `json:"component"`
+	Ready     bool              `json:"ready"`
+	PodCIDR   string            `json:"podCIDR"`
+	CPU       string            `json:"cpu,omitempty"`
+	Memory    string            `json:"memory,omitempty"`
+	Pods      int               `json:"pods"`
+	Labels    map[string]string `json:"labels,omitempty"`
 }
 
 // Running is true when every component is alive.
@@ -56,7 +74,7 @@ func (s Status) Running() bool {
 // the node.
 func (c *Config) Status(ctx context.Context) Status {
 	st := Status{Dir: c.Dir, Server: c.serverURL(), Kubeconfig: c.KubeconfigPath()}
-	for _, name := range components {
+	for _, name := range c.components() {
 		cs := ComponentStatus{Name: name, State: "stopped", Log: c.LogPath(name)}
 		ps, err := c.state(name)
 		if err != nil {
@@ -70,6 +88,13 @@ func (c *Config) Status(ctx context.Context) Status {
 			cs.Running, cs.State, cs.PID = true, "running", ps.rec.Process.PID
 		}
 		st.Components = append(st.Components, cs)
+	}
+	specs, err := c.nodes()
+	if err != nil {
+		st.Error = err.Error()
+	}
+	for _, spec := range specs {
+		st.Nodes = append(st.Nodes, NodeStatus{Name: spec.Name, Component: spec.Component, PodCIDR: spec.PodCIDR})
 	}
 	if !st.Components[1].Running {
 		return st
@@ -86,15 +111,37 @@ func (c *Config) Status(ctx context.Context) Status {
 	if v, err := client.Discovery().ServerVersion(); err == nil {
 		st.Version = v.GitVersion
 	}
-	if n, err := client.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{}); err == nil {
+	st.NodeReady = len(st.Nodes) > 0
+	for i := range st.Nodes {
+		ns := &st.Nodes[i]
+		n, err := client.CoreV1().Nodes().Get(ctx, ns.Name, metav1.GetOptions{})
+		if err != nil {
+			st.NodeReady = false
+			continue
+		}
 		for _, cond := range n.Status.Conditions {
 			if cond.Type == "Ready" {
-				st.NodeReady = cond.Status == "True"
+				ns.Ready = cond.Status == "True"
 			}
 		}
+		st.NodeReady = st.NodeReady && ns.Ready
+		if q, ok := n.Status.Capacity[corev1.ResourceCPU]; ok {
+			ns.CPU = q.String()
+		}
+		if q, ok := n.Status.Capacity[corev1.ResourceMemory]; ok {
+			ns.Memory = q.String()
+		}
+		ns.Labels = n.Labels
 	}
 	if pods, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
 		st.Pods = len(pods.Items)
+		for _, p := range pods.Items {
+			for i := range st.Nodes {
+				if st.Nodes[i].Name == p.Spec.NodeName {
+					st.Nodes[i].Pods++
+				}
+			}
+		}
 	}
 	return st
 }
@@ -109,30 +156,48 @@ func Down(c *Config, purge bool, out io.Writer) error {
 		return err
 	}
 	defer unlock()
-	any := false
-	var errs []error
-	for i := len(components) - 1; i >= 0; i-- {
-		name := components[i]
+	var (
+		mu   sync.Mutex
+		any  bool
+		errs []error
+	)
+	stop := func(name string) {
+		stopped, err := c.stopComponent(name, stopGrace(name))
+		if err == nil {
+			if rerr := os.Remove(c.recordFile(name)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = rerr
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		any = any || stopped
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The nodes first, all at once: each stops its pods meanwhile.
+	names := append(c.components(), c.strayNodes()...)
+	var wg sync.WaitGroup
+	for i := len(names) - 1; i >= 0; i-- {
+		name := names[i]
 		if st, err := c.state(name); err != nil {
 			errs = append(errs, err)
 			continue
 		} else if st.supervised || st.running {
-			if name == "node" {
-				fmt.Fprintln(out, "stopping node and its pods ...")
+			if nodeIndex(name) >= 0 {
+				fmt.Fprintf(out, "stopping %s and its pods ...\n", name)
 			} else {
 				fmt.Fprintf(out, "stopping %s ...\n", name)
 			}
 		}
-		stopped, err := c.stopComponent(name, stopGrace(name))
-		any = any || stopped
-		if err != nil {
-			errs = append(errs, err)
+		if nodeIndex(name) >= 0 {
+			wg.Go(func() { stop(name) })
 			continue
 		}
-		if err := os.Remove(c.recordFile(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+		wg.Wait()
+		stop(name)
 	}
+	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cluster in %s: %w", c.Dir, err)
 	}
@@ -140,9 +205,13 @@ func Down(c *Config, purge bool, out io.Writer) error {
 		// A stopped node leaves its pods' memory-backed emptyDirs mounted (they
 		// outlive a node restart as disk ones do): unmount them, or removing
 		// the directory fails on a busy mount.
-		pods, err := filepath.Glob(filepath.Join(c.nodeConfig().Dir, "pods", "*"))
-		if err != nil {
-			return err
+		var pods []string
+		for _, pattern := range []string{c.path("node", "pods", "*"), c.path("node-*", "pods", "*")} {
+			found, err := filepath.Glob(pattern)
+			if err != nil {
+				return err
+			}
+			pods = append(pods, found...)
 		}
 		for _, p := range pods {
 			if err := volume.Teardown(p); err != nil {

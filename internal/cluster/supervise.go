@@ -34,21 +34,21 @@ const (
 // stopGrace is how long a component has to stop on SIGTERM before SIGKILL; the
 // node stops its pods meanwhile.
 func stopGrace(name string) time.Duration {
-	if name == "node" {
+	if nodeIndex(name) >= 0 {
 		return 20 * time.Second
 	}
 	return 10 * time.Second
 }
 
 // IsComponent tells whether name is a component of the cluster.
-func IsComponent(name string) bool { return slices.Contains(components, name) }
+func (c *Config) IsComponent(name string) bool { return slices.Contains(c.components(), name) }
 
 // Supervise is `outpost cluster supervise COMPONENT`: it runs the component,
 // restarts it with back-off whenever it exits, writing why to the component's
 // log, and stops it when ctx ends (on SIGTERM, as `down` sends).
 func Supervise(ctx context.Context, c *Config, name string) error {
-	if !IsComponent(name) {
-		return fmt.Errorf("unknown component %q; the components are %s", name, strings.Join(components, ", "))
+	if !c.IsComponent(name) {
+		return fmt.Errorf("unknown component %q; the components are %s", name, strings.Join(c.components(), ", "))
 	}
 	// Pdeathsig fires when the thread that started the child ends, not the
 	// process; children are started from this goroutine, which keeps its thread.

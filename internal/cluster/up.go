@@ -12,16 +12,20 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 
 	"outpost.dev/outpost/internal/node"
 	"outpost.dev/outpost/internal/pki"
@@ -30,9 +34,34 @@ import (
 // ErrAlreadyRunning is returned by Up when every component already runs.
 var ErrAlreadyRunning = errors.New("cluster already running")
 
-// components in start order; Down stops them in reverse, the node first so that
-// it can stop its pods while the apiserver still answers.
-var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node"}
+// controlPlane are the components before the nodes, in start order.
+var controlPlane = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// components are the cluster's components in start order: the control plane,
+// then the nodes ("node", "node-1", ...). Down stops them in reverse, the
+// nodes first so that they can stop their pods while the apiserver answers.
+func (c *Config) components() []string {
+	names := slices.Clone(controlPlane)
+	for i := range c.nodeCount() {
+		names = append(names, nodeComponent(i))
+	}
+	return names
+}
+
+// strayNodes are node components recorded in run/ beyond the cluster's
+// --nodes (a record of an earlier, larger cluster).
+func (c *Config) strayNodes() []string {
+	files, _ := filepath.Glob(c.path("run", "node-*.json"))
+	var stray []string
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		if i := nodeIndex(name); i >= c.nodeCount() {
+			stray = append(stray, name)
+		}
+	}
+	slices.SortFunc(stray, func(a, b string) int { return nodeIndex(a) - nodeIndex(b) })
+	return stray
+}
 
 // portOwner is the component listening on each port of portRoles.
 var portOwner = map[string]string{"kube-apiserver": "kube-apiserver", "etcd (client)": "etcd", "etcd (peer)": "etcd",
@@ -64,9 +93,13 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 	}
 	defer unlock()
 
+	specs, err := c.nodes()
+	if err != nil {
+		return err
+	}
 	states := map[string]componentState{}
 	all, some := true, false
-	for _, name := range components {
+	for _, name := range c.components() {
 		st, err := c.state(name)
 		if err != nil {
 			return err
@@ -75,18 +108,36 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 		all = all && st.supervised
 		some = some || st.supervised || st.running
 	}
+	for _, name := range c.strayNodes() {
+		if st, err := c.state(name); err != nil {
+			return err
+		} else if st.supervised || st.running {
+			return fmt.Errorf("the cluster in %s runs %s, a node beyond --nodes %d; removing nodes needs `outpost cluster down` first, then `outpost cluster up --nodes %d`", c.Dir, name, c.nodeCount(), c.nodeCount())
+		}
+	}
 	if some {
-		if err := c.sameSettings(); err != nil {
+		if err := c.sameSettings(specs, states); err != nil {
 			return err
 		}
 	}
+	type port struct {
+		n           int
+		role, owner string
+	}
+	var ports []port
 	for i, role := range portRoles {
-		if states[portOwner[role]].supervised {
+		ports = append(ports, port{c.APIPort + i, role, portOwner[role]})
+	}
+	for _, n := range specs[1:] {
+		ports = append(ports, port{n.Port, "node agent of " + n.Name, n.Component})
+	}
+	for _, p := range ports {
+		if states[p.owner].supervised {
 			continue // ours, kept
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.APIPort+i)))
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.n)))
 		if err != nil {
-			return fmt.Errorf("port %d (%s) on 127.0.0.1 is in use; the cluster takes ports %d-%d, choose another base with --api-port", c.APIPort+i, role, c.APIPort, c.APIPort+len(portRoles)-1)
+			return fmt.Errorf("port %d (%s) on 127.0.0.1 is in use; the cluster takes ports %d-%d, choose another base with --api-port", p.n, p.role, c.APIPort, c.lastPort())
 		}
 		l.Close()
 	}
@@ -165,31 +216,50 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 	if err := step("kube-scheduler", func(ctx context.Context) error { return c.componentHealthy(ctx, "kube-scheduler") }); err != nil {
 		return err
 	}
-	if err := step("node", func(ctx context.Context) error {
-		// The Node object may still say Ready for an agent that died; the agent's
-		// own port answers only while it runs, and it opens it after registering.
-		if err := c.nodeAgentHealthy(ctx); err != nil {
+	for _, spec := range specs {
+		if err := step(spec.Component, func(ctx context.Context) error {
+			// The Node object may still say Ready for an agent that died; the agent's
+			// own port answers only while it runs, and it opens it after registering.
+			if err := c.nodeAgentHealthy(ctx, spec.Port); err != nil {
+				return err
+			}
+			n, err := client.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, t := range n.Spec.Taints {
+				if t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable {
+					return fmt.Errorf("node has taint %s (lifted by the node lifecycle controller once Ready)", t.Key)
+				}
+			}
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					return nil
+				}
+			}
+			return errors.New("node not Ready")
+		}); err != nil {
 			return err
 		}
-		n, err := client.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{})
+	}
+	// Labels given to a running cluster reach its nodes now; nodes started
+	// just now registered with them.
+	changed := false
+	for _, spec := range specs {
+		ch, err := node.ApplyLabels(ctx, client, spec.Name, spec.Labels)
 		if err != nil {
-			return err
+			return fmt.Errorf("labels of node %s: %w", spec.Name, err)
 		}
-		for _, t := range n.Spec.Taints {
-			if t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable {
-				return fmt.Errorf("node has taint %s (lifted by the node lifecycle controller once Ready)", t.Key)
-			}
+		if ch {
+			fmt.Fprintf(out, "labels of node %s updated\n", spec.Name)
 		}
-		for _, cond := range n.Status.Conditions {
-			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-				return nil
-			}
-		}
-		return errors.New("node not Ready")
-	}); err != nil {
+		changed = changed || ch
+	}
+	removed, err := c.removeStaleNodes(ctx, client, out)
+	if err != nil {
 		return err
 	}
-	if all {
+	if all && !changed && !removed {
 		return ErrAlreadyRunning
 	}
 	fmt.Fprintf(out, "cluster ready in %.1fs\n", time.Since(t0).Seconds())
@@ -197,12 +267,15 @@ func Up(ctx context.Context, c *Config, out io.Writer) (err error) {
 }
 
 // sameSettings refuses to change the addresses of a cluster while parts of it
-// run with the saved ones: the parts would no longer find each other.
-func (c *Config) sameSettings() error {
+// run with the saved ones: the parts would no longer find each other. Nodes
+// may be added to a running cluster when the nodes that run keep their pod
+// range and capacity.
+func (c *Config) sameSettings(specs []nodeSpec, states map[string]componentState) error {
 	saved, err := Load(c.Dir)
 	if err != nil {
 		return err
 	}
+	saved.Defaults()
 	for _, f := range []struct{ flag, was, now string }{
 		{"--api-port", strconv.Itoa(saved.APIPort), strconv.Itoa(c.APIPort)},
 		{"--pod-cidr", saved.PodCIDR, c.PodCIDR},
@@ -214,7 +287,81 @@ func (c *Config) sameSettings() error {
 			return fmt.Errorf("the cluster in %s runs with %s %s, not %s; stop it with `outpost cluster down` to change that", c.Dir, f.flag, f.was, f.now)
 		}
 	}
+	if c.nodeCount() < saved.nodeCount() {
+		for _, name := range saved.components()[len(controlPlane)+c.nodeCount():] {
+			if st, err := c.state(name); err != nil {
+				return err
+			} else if st.supervised || st.running {
+				return fmt.Errorf("the cluster in %s runs %d nodes; removing nodes needs `outpost cluster down` first, then `outpost cluster up --nodes %d`", c.Dir, saved.nodeCount(), c.nodeCount())
+			}
+		}
+	}
+	was, err := saved.nodes()
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		if spec.Index >= len(was) {
+			break
+		}
+		if st := states[spec.Component]; !st.supervised && !st.running {
+			continue // started afresh with the new settings
+		}
+		old := was[spec.Index]
+		if old.PodCIDR != spec.PodCIDR || old.CPU != spec.CPU || old.Memory != spec.Memory {
+			hint := ""
+			if old.PodCIDR == spec.PodCIDR && old.CPU != "" && old.Memory != "" {
+				hint = fmt.Sprintf(", or keep the running nodes' capacity with --node-cpu %s --node-memory %s", old.CPU, old.Memory)
+			}
+			return fmt.Errorf("node %s runs with %s; with --nodes %d it would have %s, which a running node cannot change: stop the cluster with `outpost cluster down` first%s",
+				spec.Name, old.describe(), c.nodeCount(), spec.describe(), hint)
+		}
+	}
 	return nil
+}
+
+// describe says what of a node `up` cannot change while it runs.
+func (n nodeSpec) describe() string {
+	cpu, mem := n.CPU, n.Memory
+	if cpu == "" {
+		cpu = "the machine's"
+	}
+	if mem == "" {
+		mem = "the machine's"
+	}
+	return fmt.Sprintf("pod range %s, %s CPU, %s memory", n.PodCIDR, cpu, mem)
+}
+
+// removeStaleNodes deletes the Nodes of process nodes the cluster no longer
+// has (it ran with more --nodes, or another --node-name), and their pods, as
+// upstream's pod garbage collector would, so that controllers place them
+// again. It tells whether it removed any.
+func (c *Config) removeStaleNodes(ctx context.Context, client kubernetes.Interface, out io.Writer) (bool, error) {
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "outpost.dev/node=process"})
+	if err != nil {
+		return false, err
+	}
+	removed := false
+	for _, n := range nodes.Items {
+		if slices.Contains(c.NodeNames(), n.Name) {
+			continue
+		}
+		fmt.Fprintf(out, "removing node %s (the cluster has %d node(s): %s) and its pods\n", n.Name, c.nodeCount(), strings.Join(c.NodeNames(), ", "))
+		pods, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
+		if err != nil {
+			return removed, err
+		}
+		for _, p := range pods.Items {
+			if err := client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil && !apierrors.IsNotFound(err) {
+				return removed, fmt.Errorf("delete pod %s/%s of removed node %s: %w", p.Namespace, p.Name, n.Name, err)
+			}
+		}
+		if err := client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return removed, fmt.Errorf("delete node %s: %w", n.Name, err)
+		}
+		removed = true
+	}
+	return removed, nil
 }
 
 // waitFor polls ready until it succeeds or a minute passes. For a component
@@ -268,7 +415,7 @@ func (c *Config) apiserverReady(ctx context.Context) error {
 
 // nodeAgentHealthy asks the node agent's /healthz, with the certificate the
 // apiserver uses for it (the agent requires one).
-func (c *Config) nodeAgentHealthy(ctx context.Context) error {
+func (c *Config) nodeAgentHealthy(ctx context.Context, port int) error {
 	cert, err := tls.LoadX509KeyPair(c.path("pki", "apiserver-kubelet-client.crt"), c.path("pki", "apiserver-kubelet-client.key"))
 	if err != nil {
 		return err
@@ -283,7 +430,7 @@ func (c *Config) nodeAgentHealthy(ctx context.Context) error {
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool}}}
 	defer hc.CloseIdleConnections()
-	return httpOK(ctx, hc, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.Port("node agent")), "ok")
+	return httpOK(ctx, hc, fmt.Sprintf("https://127.0.0.1:%d/healthz", port), "ok")
 }
 
 // componentHealthy asks a control-plane component's own /healthz; its serving
@@ -398,7 +545,60 @@ func (c *Config) writeFiles() error {
 			return err
 		}
 	}
-	return c.nodeConfig().Save(c.path("node", "config.json"))
+	return c.writeNodeFiles(caPEM, tokens["node"])
+}
+
+// writeNodeFiles writes each node's configuration and, for the nodes after
+// the first, their certificate (made once) and kubeconfig. The first node
+// keeps the token identity it always had; the others authenticate with a
+// client certificate of their own (system:node:<name>), which the apiserver
+// takes without a restart.
+func (c *Config) writeNodeFiles(caPEM []byte, firstToken string) error {
+	specs, err := c.nodes()
+	if err != nil {
+		return err
+	}
+	var ca *pki.CA
+	for _, spec := range specs {
+		if spec.Index > 0 {
+			crt, key := c.nodeCert(spec)
+			if _, err := os.Stat(crt); err != nil {
+				if ca == nil {
+					if ca, err = pki.LoadCA(c.path("pki", "ca.crt"), c.path("pki", "ca.key")); err != nil {
+						return err
+					}
+				}
+				if err := os.MkdirAll(c.path("pki", "nodes"), 0o700); err != nil {
+					return err
+				}
+				if err := ca.Issue(pki.Request{CommonName: "system:node:" + spec.Name, Organization: []string{"system:nodes", "system:masters"},
+					Server: true, Client: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost", spec.Name}}, crt, key); err != nil {
+					return err
+				}
+			}
+			kc := clientcmdapi.NewConfig()
+			kc.Clusters["outpost"] = &clientcmdapi.Cluster{Server: c.serverURL(), CertificateAuthorityData: caPEM}
+			kc.AuthInfos[spec.Name] = &clientcmdapi.AuthInfo{ClientCertificate: crt, ClientKey: key}
+			kc.Contexts["outpost"] = &clientcmdapi.Context{Cluster: "outpost", AuthInfo: spec.Name}
+			kc.CurrentContext = "outpost"
+			file := c.path("kubeconfigs", spec.Component+".kubeconfig")
+			if err := clientcmd.WriteToFile(*kc, file); err != nil {
+				return err
+			}
+			if err := os.Chmod(file, 0o600); err != nil {
+				return err
+			}
+		}
+		if err := c.nodeConfig(spec, len(specs)).Save(c.path(spec.Component, "config.json")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeCert is the certificate and key of a node after the first.
+func (c *Config) nodeCert(spec nodeSpec) (string, string) {
+	return c.path("pki", "nodes", spec.Name+".crt"), c.path("pki", "nodes", spec.Name+".key")
 }
 
 func (c *Config) serverURL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.APIPort) }
@@ -439,14 +639,18 @@ func (c *Config) RESTConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
-func (c *Config) nodeConfig() node.Config {
-	return node.Config{
-		Name:        c.NodeName,
-		Kubeconfig:  c.path("kubeconfigs", "node.kubeconfig"),
-		Dir:         c.path("node"),
-		PodCIDR:     c.PodCIDR,
+// nodeConfig is the configuration of one of n nodes. The first serves the
+// cluster DNS and the Service proxy for all: they listen on addresses of the
+// whole machine (the DNS address, cluster IPs, 127.0.0.1:<nodePort>), and every
+// pod, whatever its node, reaches them on loopback.
+func (c *Config) nodeConfig(spec nodeSpec, n int) node.Config {
+	cfg := node.Config{
+		Name:        spec.Name,
+		Kubeconfig:  c.path("kubeconfigs", spec.Component+".kubeconfig"),
+		Dir:         c.path(spec.Component),
+		PodCIDR:     spec.PodCIDR,
 		ServiceCIDR: c.ServiceCIDR,
-		Port:        c.Port("node agent"),
+		Port:        spec.Port,
 		TLSCert:     c.path("pki", "node.crt"),
 		TLSKey:      c.path("pki", "node.key"),
 		ClientCA:    c.path("pki", "ca.crt"),
@@ -454,7 +658,19 @@ func (c *Config) nodeConfig() node.Config {
 		Outpost:     c.Outpost,
 		KubeBinDir:  c.KubeBinDir,
 		ResolvConf:  c.ResolvConf,
+		CPU:         spec.CPU,
+		Memory:      spec.Memory,
+		Labels:      spec.Labels,
 	}
+	if spec.Index > 0 {
+		cfg.TLSCert, cfg.TLSKey = c.nodeCert(spec)
+		cfg.NoClusterServices = true
+	}
+	if n > 1 {
+		// The GPUs of the machine are not split between nodes.
+		cfg.GPUs = ptr.To(0)
+	}
+	return cfg
 }
 
 // command returns the binary and flags of a component.
@@ -507,8 +723,9 @@ func (c *Config) command(name string) (string, []string) {
 			"--controllers=*,-nodeipam", "--profiling=false")
 	case "kube-scheduler":
 		return bin("kube-scheduler"), append(common(name), "--profiling=false")
-	case "node":
-		return c.Outpost, []string{"node", "run", "--config=" + p("node", "config.json")}
+	}
+	if nodeIndex(name) >= 0 {
+		return c.Outpost, []string{"node", "run", "--config=" + p(name, "config.json")}
 	}
 	panic("unknown component " + name)
 }

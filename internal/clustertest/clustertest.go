@@ -47,9 +47,23 @@ var Cluster *Handle
 // Main starts a cluster, runs the tests and stops the cluster, leaving no
 // process behind. When the cluster does not come up it prints every
 // component's log and exits non-zero.
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainWith(m, Options{}) }
+
+// Options shape the package's cluster; the zero value is Main's single node.
+type Options struct {
+	// Nodes is the number of nodes (0: one); they split the machine's CPUs
+	// and memory unless NodeCPU and NodeMemory say each node's.
+	Nodes               int
+	NodeCPU, NodeMemory string
+	// NodeLabels are extra labels by node name (outpost-node,
+	// outpost-node-1, ...).
+	NodeLabels map[string]map[string]string
+}
+
+// MainWith is Main with a cluster shaped by opts.
+func MainWith(m *testing.M, opts Options) {
 	flag.Parse() // for testing.Verbose, before m.Run parses
-	code, err := run(m)
+	code, err := run(m, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clustertest:", err)
 		os.Exit(1)
@@ -57,7 +71,7 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-func run(m *testing.M) (int, error) {
+func run(m *testing.M, opts Options) (int, error) {
 	outpost, err := Binary()
 	if err != nil {
 		return 0, err
@@ -89,6 +103,7 @@ func run(m *testing.M) (int, error) {
 	}
 	cfg := &cluster.Config{Dir: dir, KubeBinDir: kubeBin, Outpost: outpost, ResolvConf: resolvConf}
 	slot.Apply(cfg)
+	cfg.Nodes, cfg.NodeCPU, cfg.NodeMemory, cfg.NodeLabels = opts.Nodes, opts.NodeCPU, opts.NodeMemory, opts.NodeLabels
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var progress io.Writer = io.Discard
@@ -121,7 +136,11 @@ func run(m *testing.M) (int, error) {
 // Logs returns the last lines of every component's log.
 func Logs(cfg *cluster.Config) string {
 	var b strings.Builder
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node"} {
+	names := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node"}
+	for i := 1; i < cfg.Nodes; i++ {
+		names = append(names, fmt.Sprintf("node-%d", i))
+	}
+	for _, name := range names {
 		data, _ := os.ReadFile(cfg.LogPath(name))
 		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 		if len(lines) > 40 {
@@ -163,7 +182,8 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }
 
-// Addresses is one non-overlapping set of ports and ranges for a cluster.
+// Addresses is one non-overlapping set of ports and ranges for a cluster: 10
+// ports, so up to 5 nodes (each node after the first takes one more).
 type Addresses struct {
 	N int
 }

@@ -97,7 +97,9 @@ func StartExec(ctx context.Context, outpostBin string, p *Process, root string, 
 	// Should the node die, the helper dies with it, and the containers too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// In the pod's cgroup, so that the pod's address programs apply to the
-	// command too (a probe's `curl localhost:8080` reaches the pod's server).
+	// command too (a probe's `curl localhost:8080` reaches the pod's server),
+	// or the container's own (v2) one within it, under the container's
+	// limits. The helper joins the container's v1 cgroups itself.
 	if p.cgroup != nil {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(p.cgroup.Fd())
 	}
@@ -126,6 +128,10 @@ func ExecMain(args []string) {
 		execFail(execCannotRun, fmt.Errorf("%s: %w", args[0], err))
 	}
 	tty, argv := args[1] == "tty", args[3:]
+	// Inside the container's limits, as any process of it.
+	if err := joinCgroups(s.CgroupProcs); err != nil {
+		execFail(execCannotRun, err)
+	}
 
 	// Namespaces, root and working directory are attributes of one thread
 	// (after unshare(CLONE_FS)); the command is forked from that very thread,

@@ -45,7 +45,14 @@ type Spec struct {
 	Hostname string `json:"hostname,omitempty"`
 	// Cgroup, when set, is the pod's cgroup (v2) directory: the init starts
 	// in it, so the pod's network programs apply from its first instruction.
+	// Where the container's limits are enforced on cgroup v2, it is the
+	// container's own cgroup, a child of the pod's.
 	Cgroup *os.File `json:"-"`
+	// CgroupProcs are the cgroup.procs files (host paths) of the container's
+	// cgroup v1 directories, which enforce its resource limits: the init
+	// joins them before it does anything else, so that everything the
+	// container runs (and every command run in it) is inside them.
+	CgroupProcs []string `json:"cgroupProcs,omitempty"`
 
 	// Ready, set by Start, says that fd 3 of the init is a pipe it closes once
 	// the container's root is assembled: commands run in the container
@@ -76,6 +83,10 @@ func Init(specFile string) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		fail("", fmt.Errorf("%s: %w", specFile, err))
 	}
+	// First: the container's limits hold for everything it starts.
+	if err := joinCgroups(s.CgroupProcs); err != nil {
+		fail(s.TerminationLog, err)
+	}
 	// Read before the container's mounts hide anything: the outpost image
 	// runs this very binary, which may live where the container cannot see
 	// it (under the host's /tmp, which the container's private /tmp hides).
@@ -96,6 +107,18 @@ func Init(specFile string) {
 		_ = unix.Close(readyFD)
 	}
 	os.Exit(s.run(self))
+}
+
+// joinCgroups moves this process (all its threads) into the cgroups whose
+// cgroup.procs files are given: "0" is the writer itself, whatever its PID
+// namespace.
+func joinCgroups(procs []string) error {
+	for _, f := range procs {
+		if err := os.WriteFile(f, []byte("0"), 0); err != nil {
+			return fmt.Errorf("join the container's cgroup %s: %w", filepath.Dir(f), err)
+		}
+	}
+	return nil
 }
 
 func fail(terminationLog string, err error) {

@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +35,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"outpost.dev/outpost/internal/cgroups"
 	"outpost.dev/outpost/internal/clusterdns"
 	"outpost.dev/outpost/internal/node/podstatus"
 	"outpost.dev/outpost/internal/podnet"
@@ -45,11 +48,14 @@ const heartbeat = 10 * time.Second
 
 // Agent is a running node.
 type Agent struct {
-	cfg      Config
-	client   kubernetes.Interface
-	log      *slog.Logger
-	ips      *ipPool
-	podnet   *podnet.Node // nil where the kernel cannot run the pods' address programs
+	cfg    Config
+	client kubernetes.Interface
+	log    *slog.Logger
+	ips    *ipPool
+	podnet *podnet.Node // nil where the kernel cannot run the pods' address programs
+	// cgroups enforce the containers' resource limits (what the machine
+	// allows of them).
+	cgroups  *cgroups.Manager
 	recorder record.EventRecorder
 	statuses *podstatus.Manager
 	services listersv1.ServiceLister
@@ -91,6 +97,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a := &Agent{cfg: cfg, client: client, log: log, ips: ips, capacity: capacity(cfg.Dir),
 		apiHost: host, apiPort: port, workers: map[types.UID]*podWorker{}, ended: map[types.UID]bool{},
 		started: metav1.Now()}
+	if err := cfg.applyCapacity(a.capacity); err != nil {
+		return err
+	}
 
 	dnsIP, err := clusterdns.ServiceIP(cfg.ServiceCIDR)
 	if err != nil {
@@ -101,6 +110,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if a.podnet, err = podnet.Open(cfg.Name, cfg.Dir); err != nil {
 		log.Warn("pods share the host's addresses: a server must bind $POD_IP, as two pods binding every address on one port collide (cgroup v2 BPF programs unavailable)", "err", err)
 	}
+	// After podnet: on a cgroup v2 only machine, the containers' cgroups are
+	// children of the pods' podnet cgroups.
+	a.cgroups = cgroups.Open(cfg.Name, cfg.Dir, log)
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -120,12 +132,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Before the node API answers, which tells `cluster up` the node is
 	// ready: pods started from then on resolve names.
-	if err := a.ensureDNSService(ctx); err != nil {
-		return err
-	}
-	if err := clusterdns.Start(ctx, client, clusterdns.Options{Addr: net.JoinHostPort(a.dnsIP, "53"),
-		Domain: clusterDomain, ResolvConf: a.resolvConfPath(), Logger: log}); err != nil {
-		return err
+	if !cfg.NoClusterServices {
+		if err := a.ensureDNSService(ctx); err != nil {
+			return err
+		}
+		if err := clusterdns.Start(ctx, client, clusterdns.Options{Addr: net.JoinHostPort(a.dnsIP, "53"),
+			Domain: clusterDomain, ResolvConf: a.resolvConfPath(), Logger: log}); err != nil {
+			return err
+		}
 	}
 	logs, err := a.serveLogs()
 	if err != nil {
@@ -158,7 +172,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	all.WaitForCacheSync(ctx.Done())
 	mine.Start(ctx.Done())
 
-	go serviceproxy.New(client, serviceproxy.Options{NodeIP: "127.0.0.1", Logger: log, Reserved: []netip.Addr{dnsIP}}).Run(ctx)
+	if !cfg.NoClusterServices {
+		go serviceproxy.New(client, serviceproxy.Options{NodeIP: "127.0.0.1", Logger: log, Reserved: []netip.Addr{dnsIP}}).Run(ctx)
+	}
 	go a.heartbeat(ctx)
 	log.Info("node running", "name", cfg.Name, "podCIDR", cfg.PodCIDR, "port", cfg.Port)
 
@@ -172,6 +188,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a.wg.Wait()
 	if err := a.podnet.Close(); err != nil {
 		log.Warn("node stopping: remove the node's cgroup", "err", err)
+	}
+	if err := a.cgroups.Close(); err != nil {
+		log.Warn("node stopping: remove the containers' cgroups", "err", err)
 	}
 	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -338,11 +357,72 @@ func (a *Agent) register(ctx context.Context) error {
 		}},
 		Spec: corev1.NodeSpec{PodCIDR: a.cfg.PodCIDR, PodCIDRs: []string{a.cfg.PodCIDR}},
 	}
-	if _, err := a.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	setLabels(n, a.cfg.Labels)
+	if _, err := a.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		// Taken over: the configured labels may have changed meanwhile.
+		_, err = ApplyLabels(ctx, a.client, a.cfg.Name, a.cfg.Labels)
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	a.kubeletVersion = kubeletVersion
 	return a.updateNodeStatus(ctx)
+}
+
+// labelsAnnotation lists the keys of the labels the node's configuration set,
+// so that a label dropped from it is removed while labels set by others stay.
+const labelsAnnotation = "outpost.dev/configured-labels"
+
+// setLabels sets the configured labels on n and records their keys.
+func setLabels(n *corev1.Node, labels map[string]string) {
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	if n.Annotations == nil {
+		n.Annotations = map[string]string{}
+	}
+	if old := n.Annotations[labelsAnnotation]; old != "" {
+		for _, k := range strings.Split(old, ",") {
+			if _, keep := labels[k]; !keep {
+				delete(n.Labels, k)
+			}
+		}
+	}
+	keys := make([]string, 0, len(labels))
+	for k, v := range labels {
+		n.Labels[k] = v
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if len(keys) == 0 {
+		delete(n.Annotations, labelsAnnotation)
+	} else {
+		n.Annotations[labelsAnnotation] = strings.Join(keys, ",")
+	}
+}
+
+// ApplyLabels makes the Node carry labels (as configured for it) and drops
+// those an earlier configuration set but this one does not; labels set by
+// others are kept. It tells whether the Node changed.
+func ApplyLabels(ctx context.Context, client kubernetes.Interface, name string, labels map[string]string) (bool, error) {
+	changed := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		before := n.DeepCopy()
+		setLabels(n, labels)
+		if maps.Equal(before.Labels, n.Labels) && maps.Equal(before.Annotations, n.Annotations) {
+			return nil
+		}
+		_, err = client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		changed = err == nil
+		return err
+	})
+	return changed, err
 }
 
 // updateNodeStatus writes the node's status on its latest version: controllers

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Config is the node agent's configuration file.
@@ -36,6 +39,43 @@ type Config struct {
 	// domain to its nameservers, and pods get its search domains (all of it
 	// with dnsPolicy Default). "" means /etc/resolv.conf.
 	ResolvConf string `json:"resolvConf,omitempty"`
+
+	// CPU and Memory, when set, are the node's capacity (quantities) in
+	// place of the machine's: a multi-node cluster splits the machine
+	// between its nodes. GPUs, when set, is its nvidia.com/gpu in place of
+	// what nvidia-smi lists.
+	CPU    string `json:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty"`
+	GPUs   *int   `json:"gpus,omitempty"`
+	// Labels are set on the Node besides the standard ones, at
+	// registration and on every start (see ApplyLabels).
+	Labels map[string]string `json:"labels,omitempty"`
+	// NoClusterServices: the node serves neither the cluster DNS nor the
+	// Service proxy. Both listen on addresses the whole machine shares, so
+	// of the nodes of one machine only the first serves them, for all.
+	NoClusterServices bool `json:"noClusterServices,omitempty"`
+}
+
+// applyCapacity puts the configured CPU, memory and GPUs in place of the
+// machine's.
+func (c Config) applyCapacity(r corev1.ResourceList) error {
+	for _, q := range []struct {
+		name  corev1.ResourceName
+		value string
+	}{{corev1.ResourceCPU, c.CPU}, {corev1.ResourceMemory, c.Memory}} {
+		if q.value == "" {
+			continue
+		}
+		v, err := resource.ParseQuantity(q.value)
+		if err != nil || v.Sign() <= 0 {
+			return fmt.Errorf("node %s: %s %q: must be a positive quantity", c.Name, q.name, q.value)
+		}
+		r[q.name] = v
+	}
+	if c.GPUs != nil {
+		r["nvidia.com/gpu"] = *resource.NewQuantity(int64(*c.GPUs), resource.DecimalSI)
+	}
+	return nil
 }
 
 // Save writes the configuration.

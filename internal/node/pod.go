@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"outpost.dev/outpost/internal/cgroups"
 	"outpost.dev/outpost/internal/container"
 	"outpost.dev/outpost/internal/node/podstatus"
 	"outpost.dev/outpost/internal/podnet"
@@ -203,6 +204,11 @@ func (w *podWorker) run(parent context.Context) {
 	if err := w.net.Close(); err != nil {
 		w.a.log.Warn("remove pod cgroup", "pod", w.key(), "err", err)
 	}
+	// Each container's cgroups go when its run ends; this removes the pod's
+	// directories that held them.
+	if err := w.a.cgroups.RemovePod(string(pod.UID)); err != nil {
+		w.a.log.Warn("remove the pod's resource cgroups", "pod", w.key(), "err", err)
+	}
 	w.a.ips.release(w.ip)
 	if parent.Err() != nil {
 		return // node shutdown: the pod stays, and runs again with the node
@@ -342,13 +348,22 @@ func (w *podWorker) backoff(ctx context.Context, s *ctrState, backoff *time.Dura
 func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Duration) (exitCode int, ok bool) {
 	backoff := backoffStart
 	var proc *container.Process
+	// The run's cgroups, which enforce the container's limits: made afresh
+	// for every run, before its first process, and removed once it has ended.
+	var cg *cgroups.Cgroup
 	for proc == nil {
 		if w.isTerminating() {
 			return 0, false
 		}
 		spec, err := w.containerSpec(ctx, s)
 		if err == nil {
+			cg, err = w.cgroups(s, &spec)
+		}
+		if err == nil {
 			proc, err = container.Start(w.a.cfg.Outpost, spec, s.logFile())
+			if err != nil {
+				_ = cg.Close()
+			}
 		}
 		if err != nil {
 			w.mu.Lock()
@@ -384,6 +399,10 @@ func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Durati
 		proc.Stop(g)
 	}
 	stopProbes()
+	oom := cg.OOMKilled(proc.ExitCode)
+	if err := cg.Close(); err != nil {
+		w.a.log.Warn("remove the container's cgroups", "pod", w.key(), "container", s.spec.Name, "err", err)
+	}
 
 	term := &corev1.ContainerStateTerminated{ExitCode: int32(proc.ExitCode), StartedAt: metav1.NewTime(proc.Started),
 		FinishedAt: metav1.NewTime(proc.Finished), Reason: "Completed", ContainerID: s.containerID()}
@@ -391,7 +410,12 @@ func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Durati
 		term.Reason = "Error"
 	}
 	term.Message = s.terminationMessage(w.dir, proc.ExitCode)
-	if proc.ExitCode == 128 && term.Message != "" {
+	switch {
+	case oom:
+		// As the kubelet reports a container its runtime saw killed by the
+		// OOM killer (over its memory limit).
+		term.Reason = "OOMKilled"
+	case proc.ExitCode == 128 && term.Message != "":
 		term.Reason = "StartError"
 	}
 	w.mu.Lock()
@@ -523,6 +547,23 @@ func (w *podWorker) containerSpec(ctx context.Context, s *ctrState) (container.S
 	return container.Spec{Root: filepath.Join(ctrDir, "root"), Mounts: mounts, Argv: argv, Env: env,
 		WorkingDir: s.spec.WorkingDir, TerminationLog: termLog, Cgroup: pn.Cgroup(), Tmp: tmpDir, Hostname: utsHostname(pod),
 		ReadOnlyRoot: s.spec.SecurityContext != nil && ptr.Deref(s.spec.SecurityContext.ReadOnlyRootFilesystem, false)}, nil
+}
+
+// cgroups makes the cgroups of a run of the container, which enforce its
+// resources.limits (and requests.cpu as CPU shares), and has spec join them.
+// nil when it has none.
+func (w *podWorker) cgroups(s *ctrState, spec *container.Spec) (*cgroups.Cgroup, error) {
+	pod := w.snapshot()
+	cg, err := w.a.cgroups.Add(string(pod.UID), s.spec.Name, cgroups.ForContainer(&s.spec), cgroups.PodCPUShares(pod))
+	if err != nil {
+		return nil, err
+	}
+	spec.CgroupProcs = cg.Procs()
+	if fd := cg.FD(); fd != nil {
+		// On cgroup v2, the container's own cgroup, a child of the pod's.
+		spec.Cgroup = fd
+	}
+	return cg, nil
 }
 
 // baseEnv is what every container gets before its own env: what an image

@@ -12,11 +12,12 @@ command -v curl >/dev/null || need+=(curl)
 command -v busybox >/dev/null || need+=(busybox)
 # nc with the flags upstream's tests pass it (-v -t -w), for the images built on busybox.
 command -v nc >/dev/null || need+=(netcat-openbsd)
-# The examples' training jobs: scikit-learn, and `python` as well as `python3`
-# (job commands call either; the local node runs them with the host's Python).
+# The examples' training jobs: scikit-learn, PyTorch (CPU), mpi4py and Open MPI's
+# mpirun, and `python` as well as `python3` (job commands call either; the local
+# node runs them with the host's Python).
 # Asked of dpkg, not of PATH: a Python of pyenv or a virtualenv earlier in PATH
 # is not what pods get.
-for pkg in python3-sklearn python-is-python3; do
+for pkg in python3-sklearn python-is-python3 python3-torch python3-mpi4py openmpi-bin; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

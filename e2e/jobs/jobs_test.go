@@ -228,7 +228,8 @@ inputs:
 			{"pipeline", "type: pipeline\njobs: {}\n", "pipeline"},
 			{"unknown instance type", "command: echo\nenvironment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_type: huge}\n", "defaultinstancetype"},
 			{"unknown compute", "command: echo\nenvironment: {image: python}\ncompute: azureml:nowhere\n", "local-compute"},
-			{"distributed", "command: echo\nenvironment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_count: 2}\n", "not supported yet"},
+			{"a gang that never fits", "command: echo\nenvironment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_count: 500}\n", "placed all at once"},
+			{"tensorflow tasks that are not one per instance", "command: echo\nenvironment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_count: 2}\ndistribution: {type: tensorflow, worker_count: 3}\n", "one task per instance"},
 			{"unknown input reference", "command: echo ${{inputs.missing}}\nenvironment: {image: python}\ncompute: azureml:local-compute\n", "missing"},
 			{"local input that is not there", "command: echo ${{inputs.d}}\nenvironment: {image: python}\ncompute: azureml:local-compute\ninputs:\n  d: {type: uri_folder, path: ./nothing-here}\n", "nothing-here"},
 			{"unknown environment", "command: echo\nenvironment: azureml:no-such-env:1\ncompute: azureml:local-compute\n", "no-such-env"},
@@ -502,6 +503,8 @@ inputs:
 		name := f.create(writeJob(t, "command: echo back\nenvironment: {image: python}\ncompute: azureml:local-compute\n"))
 		f.waitState(name, api.JobCompleted, 90*time.Second)
 	})
+
+	distributed(t, f, run)
 
 	run("jobs survive kill -9 of workspace agent and operator", func(t *testing.T) {
 		// The job counts its starts in a file of the host: a second start

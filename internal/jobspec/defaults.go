@@ -67,7 +67,9 @@ func Default(j *api.JobSpec) {
 			}
 		case "tensorflow":
 			if d.WorkerCount == 0 {
-				d.WorkerCount = j.Resources.InstanceCount
+				// Azure ML's default is instance_count; the parameter
+				// servers take instances of their own here.
+				d.WorkerCount = max(j.Resources.InstanceCount-max(d.ParameterServerCount, 0), 0)
 			}
 		}
 	}

@@ -284,24 +284,34 @@ func TestValidate(t *testing.T) {
 		{"shm size ok", func(j *api.JobSpec) { j.Resources = &api.JobResources{ShmSize: "512m"} }, nil},
 		{"shm size bad", func(j *api.JobSpec) { j.Resources = &api.JobResources{ShmSize: "2 GB"} },
 			[]string{`resources.shm_size: "2 GB" is not a size`}},
-		{"instances", func(j *api.JobSpec) { j.Resources = &api.JobResources{InstanceCount: 2} },
-			[]string{"resources.instance_count: distributed training across 2 processes (instance_count=2) is not supported yet: this version runs one instance with one process; drop distribution or set the counts to 1"}},
+		{"instances without distribution", func(j *api.JobSpec) { j.Resources = &api.JobResources{InstanceCount: 2} }, nil},
 		{"pytorch of one", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "PyTorch"} }, nil},
-		{"pytorch processes", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "pytorch", ProcessCountPerInstance: 4} },
-			[]string{"distribution: distributed training across 4 processes (instance_count=1, process_count_per_instance=4) is not supported yet"}},
+		{"pytorch processes", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "pytorch", ProcessCountPerInstance: 4} }, nil},
 		{"pytorch instances", func(j *api.JobSpec) {
 			j.Resources = &api.JobResources{InstanceCount: 2}
 			j.Distribution = &api.Distribution{Type: "pytorch", ProcessCountPerInstance: 2}
-		}, []string{"resources.instance_count: distributed training across 4 processes (instance_count=2, process_count_per_instance=2)"}},
+		}, nil},
+		{"pytorch with workers", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "pytorch", WorkerCount: 2} },
+			[]string{"distribution: worker_count and parameter_server_count are tensorflow settings"}},
+		{"tensorflow tasks not one per instance", func(j *api.JobSpec) {
+			j.Resources = &api.JobResources{InstanceCount: 2}
+			j.Distribution = &api.Distribution{Type: "tensorflow", WorkerCount: 3}
+		}, []string{"distribution: tensorflow runs one task per instance: worker_count (3) + parameter_server_count (0) must equal resources.instance_count (2)"}},
 		{"mpi without count", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "mpi"} },
 			[]string{"distribution.process_count_per_instance: required for mpi"}},
 		{"mpi of one", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "mpi", ProcessCountPerInstance: 1} }, nil},
 		{"tensorflow of one", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "tensorflow", WorkerCount: 1} }, nil},
 		{"tensorflow with ps", func(j *api.JobSpec) {
 			j.Distribution = &api.Distribution{Type: "tensorflow", WorkerCount: 1, ParameterServerCount: 1}
-		}, []string{"distribution: distributed training across 2 processes (instance_count=1, worker_count=1, parameter_server_count=1)"}},
-		{"negative count", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "pytorch", WorkerCount: -1} },
-			[]string{"distribution.worker_count: must be 0 or more, not -1"}},
+		}, []string{"distribution: tensorflow runs one task per instance: worker_count (1) + parameter_server_count (1) must equal resources.instance_count (1)"}},
+		{"tensorflow with ps on two instances", func(j *api.JobSpec) {
+			j.Resources = &api.JobResources{InstanceCount: 2}
+			j.Distribution = &api.Distribution{Type: "tensorflow", WorkerCount: 1, ParameterServerCount: 1}
+		}, nil},
+		{"negative count", func(j *api.JobSpec) {
+			j.Distribution = &api.Distribution{Type: "tensorflow", WorkerCount: -1, ParameterServerCount: 1}
+		},
+			[]string{"distribution.worker_count: must be 0 or more, not -1", "distribution: tensorflow runs one task per instance"}},
 		{"ray", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "ray"} }, []string{"distribution.type: ray is not supported"}},
 		{"unknown distribution", func(j *api.JobSpec) { j.Distribution = &api.Distribution{Type: "horovod"} },
 			[]string{`distribution.type: unknown distribution "horovod": use one of pytorch, mpi, tensorflow`}},

@@ -137,50 +137,47 @@ func validateDistribution(j *api.JobSpec) []error {
 	if j.Resources != nil && j.Resources.InstanceCount > 1 {
 		instances = j.Resources.InstanceCount
 	}
-	counts := fmt.Sprintf("instance_count=%d", instances)
-	world := instances
 	d := j.Distribution
+	if d == nil {
+		return nil // every instance runs the command, unwired
+	}
+	const p = "distribution"
 	var errs []error
-	if d != nil {
-		const p = "distribution"
-		t := strings.ToLower(d.Type)
-		for _, c := range []struct {
-			name string
-			n    int
-		}{{"process_count_per_instance", d.ProcessCountPerInstance}, {"worker_count", d.WorkerCount}, {"parameter_server_count", d.ParameterServerCount}} {
-			if c.n < 0 {
-				errs = append(errs, fieldErr(p+"."+c.name, "must be 0 or more, not %d", c.n))
-			}
-		}
-		switch t {
-		case "pytorch", "mpi":
-			per := max(d.ProcessCountPerInstance, 1)
-			if t == "mpi" && d.ProcessCountPerInstance < 1 {
-				errs = append(errs, fieldErr(p+".process_count_per_instance", "required for mpi: the number of processes on each instance (1 or more)"))
-			}
-			world = instances * per
-			counts += fmt.Sprintf(", process_count_per_instance=%d", per)
-		case "tensorflow":
-			workers := d.WorkerCount
-			if workers <= 0 {
-				workers = instances
-			}
-			world = max(instances, workers+max(d.ParameterServerCount, 0))
-			counts += fmt.Sprintf(", worker_count=%d, parameter_server_count=%d", workers, max(d.ParameterServerCount, 0))
-		case "ray":
-			errs = append(errs, fieldErr(p+".type", "ray is not supported: use pytorch, mpi or tensorflow"))
-		case "":
-			errs = append(errs, fieldErr(p+".type", "required: one of %s", strings.Join(Distributions, ", ")))
-		default:
-			errs = append(errs, fieldErr(p+".type", "unknown distribution %q: use one of %s", d.Type, strings.Join(Distributions, ", ")))
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"process_count_per_instance", d.ProcessCountPerInstance}, {"worker_count", d.WorkerCount}, {"parameter_server_count", d.ParameterServerCount}} {
+		if c.n < 0 {
+			errs = append(errs, fieldErr(p+"."+c.name, "must be 0 or more, not %d", c.n))
 		}
 	}
-	if world > 1 {
-		p := "distribution"
-		if instances > 1 {
-			p = "resources.instance_count"
+	switch t := strings.ToLower(d.Type); t {
+	case "pytorch", "mpi":
+		if t == "mpi" && d.ProcessCountPerInstance < 1 {
+			errs = append(errs, fieldErr(p+".process_count_per_instance", "required for mpi: the number of processes on each instance (1 or more)"))
 		}
-		errs = append(errs, fieldErr(p, "distributed training across %d processes (%s) is not supported yet: this version runs one instance with one process; drop distribution or set the counts to 1", world, counts))
+		if d.WorkerCount != 0 || d.ParameterServerCount != 0 {
+			errs = append(errs, fieldErr(p, "worker_count and parameter_server_count are tensorflow settings; %s takes process_count_per_instance", t))
+		}
+	case "tensorflow":
+		// One TensorFlow task per instance: workers first, then parameter
+		// servers, as TF_CONFIG lists them.
+		workers := d.WorkerCount
+		if workers <= 0 {
+			workers = instances - max(d.ParameterServerCount, 0)
+		}
+		if d.ProcessCountPerInstance > 0 {
+			errs = append(errs, fieldErr(p+".process_count_per_instance", "not a tensorflow setting: tensorflow runs one task per instance (worker_count + parameter_server_count = instance_count)"))
+		} else if workers < 1 || workers+max(d.ParameterServerCount, 0) != instances {
+			errs = append(errs, fieldErr(p, "tensorflow runs one task per instance: worker_count (%d) + parameter_server_count (%d) must equal resources.instance_count (%d), with at least one worker",
+				workers, max(d.ParameterServerCount, 0), instances))
+		}
+	case "ray":
+		errs = append(errs, fieldErr(p+".type", "ray is not supported: use pytorch, mpi or tensorflow"))
+	case "":
+		errs = append(errs, fieldErr(p+".type", "required: one of %s", strings.Join(Distributions, ", ")))
+	default:
+		errs = append(errs, fieldErr(p+".type", "unknown distribution %q: use one of %s", d.Type, strings.Join(Distributions, ", ")))
 	}
 	return errs
 }

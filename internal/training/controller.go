@@ -371,6 +371,7 @@ func (r *reconciler) admit(ctx context.Context, job *v1alpha1.TrainingJob) (ctrl
 func (r *reconciler) run(ctx context.Context, job *v1alpha1.TrainingJob, pl placement, owned []*corev1.Pod) (ctrl.Result, error) {
 	pods := byInstance(job, owned)
 	var result ctrl.Result
+	serviceMade := false
 	for i, p := range pods {
 		seen := i < len(job.Status.Instances) && job.Status.Instances[i].Phase != ""
 		if p != nil || seen {
@@ -391,6 +392,12 @@ func (r *reconciler) run(ctx context.Context, job *v1alpha1.TrainingJob, pl plac
 				return ctrl.Result{}, r.failPrepare(ctx, job, err)
 			}
 			pl.plan = plan
+		}
+		if job.Spec.InstanceCount > 1 && !serviceMade {
+			if err := r.ensureService(ctx, job); err != nil {
+				return ctrl.Result{}, err
+			}
+			serviceMade = true
 		}
 		pod := buildPod(job, i, pl.nodes[i], *pl.plan)
 		err := r.client.Create(ctx, pod)
@@ -422,6 +429,26 @@ func (r *reconciler) run(ctx context.Context, job *v1alpha1.TrainingJob, pl plac
 		r.forget(client.ObjectKeyFromObject(job))
 	}
 	return result, r.setStatus(ctx, job, st)
+}
+
+// ensureService makes the headless Service that gives the instances of a
+// multi-instance job their stable names <pod>.<job> (see hosts). It lists
+// not-ready addresses too: instances look each other up while starting.
+// It goes with the job (owner reference).
+func (r *reconciler) ensureService(ctx context.Context, job *v1alpha1.TrainingJob) error {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name, Namespace: job.Namespace, Labels: map[string]string{v1alpha1.LabelJob: job.Name},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, v1alpha1.GroupVersion.WithKind(v1alpha1.Kind))}},
+		Spec: corev1.ServiceSpec{
+			ClusterIP:                corev1.ClusterIPNone,
+			Selector:                 map[string]string{v1alpha1.LabelJob: job.Name},
+			PublishNotReadyAddresses: true,
+		},
+	}
+	if err := r.client.Create(ctx, svc); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("headless service of %s: %w", describeJob(job), err)
+	}
+	return nil
 }
 
 func (r *reconciler) cleanup(ctx context.Context, job *v1alpha1.TrainingJob, owned []*corev1.Pod) {

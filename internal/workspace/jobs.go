@@ -349,7 +349,7 @@ func (s *Server) resolveCompute(ctx context.Context, rg, ws string, rec *jobReco
 	}
 	spec.Resources.InstanceType = it
 	rec.InstanceType = it
-	if err := fitInstanceType(cs.Cluster, st.Facts, it); err != nil {
+	if err := fitInstanceType(cs.Cluster, st.Facts, it, max(spec.Resources.InstanceCount, 1)); err != nil {
 		bad.add("resources.instance_type", "%v", err)
 	}
 	return nil
@@ -360,9 +360,11 @@ const gpuResource = "nvidia.com/gpu"
 // fitInstanceType checks that the instance type is one the cluster
 // reported and that one of its Ready nodes, among those its nodeSelector
 // picks, has room for it when empty: the requests (and the GPU limit, GPUs
-// being taken whole) within the node's allocatable resources. A job that
-// fails this would be Queued forever.
-func fitInstanceType(cluster string, facts api.ClusterFacts, name string) error {
+// being taken whole) within the node's allocatable resources. A job of
+// several instances (a gang, placed all at once) needs room for all of them
+// on the empty matching nodes together. A job that fails this would be
+// Queued forever.
+func fitInstanceType(cluster string, facts api.ClusterFacts, name string, instances int) error {
 	var it *api.InstanceType
 	for i := range facts.InstanceTypes {
 		if facts.InstanceTypes[i].Name == name {
@@ -400,9 +402,19 @@ func fitInstanceType(cluster string, facts api.ClusterFacts, name string) error 
 			continue
 		}
 		matching = append(matching, n)
-		if fits(need, n.Allocatable) {
-			return nil
-		}
+	}
+	room, per := 0, make([]string, 0, len(matching))
+	for _, n := range matching {
+		k := instancesFitting(need, n.Allocatable)
+		room += k
+		per = append(per, fmt.Sprintf("%s %d", n.Name, k))
+	}
+	if room >= instances {
+		return nil
+	}
+	if room > 0 {
+		return fmt.Errorf("a job of %d instances of %s can never run on cluster %s: they are placed all at once, and its empty nodes hold at most %d (%s)",
+			instances, name, cluster, room, strings.Join(per, ", "))
 	}
 	switch {
 	case len(facts.Nodes) == 0:
@@ -430,13 +442,21 @@ func selects(selector, labels map[string]string) bool {
 	return true
 }
 
-func fits(need map[string]resource.Quantity, alloc map[string]string) bool {
+// instancesFitting is how many instances needing need fit side by side in
+// an empty node of allocatable alloc.
+func instancesFitting(need map[string]resource.Quantity, alloc map[string]string) int {
+	n := math.MaxInt
 	for k, q := range need {
-		if q.Cmp(quantity(alloc, k)) > 0 {
-			return false
+		if q.IsZero() {
+			continue
 		}
+		have := quantity(alloc, k)
+		n = min(n, int(have.MilliValue()/q.MilliValue()))
 	}
-	return true
+	if n == math.MaxInt {
+		return 1 << 20 // needs nothing: any number fits
+	}
+	return n
 }
 
 // quantity reads one allocatable resource; missing or unreadable is none.

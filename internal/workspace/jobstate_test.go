@@ -95,19 +95,22 @@ func TestFitInstanceType(t *testing.T) {
 		},
 	}
 	for _, tc := range []struct {
-		name, it string
-		want     string // "" fits
+		name, it  string
+		instances int
+		want      string // "" fits
 	}{
-		{"default", api.DefaultInstanceType, ""},
-		{"gpu on the gpu pool", "onegpu", ""},
-		{"limits above a node", "bursty", ""},
-		{"unknown, with the list", "huge", "instance type huge not found on cluster c1; instance types: big (cpu 4, memory 8Gi), bursty (cpu 1, memory 1Gi), defaultinstancetype (cpu 100m, memory 2Gi), onegpu (cpu 1, memory 2Gi, nvidia.com/gpu 1)"},
-		{"too big, with the numbers", "big", "instance type big can never run on cluster c1: it requests 4 CPU, 8Gi and the largest node has 2 CPU, 7.5Gi"},
-		{"more GPUs than any node", "twogpu", "it requests 1 CPU, 2Gi, 2 GPU and the largest node has 2 CPU, 7.5Gi, 0 GPU"},
-		{"no node selected", "tpu", "no Ready node matches its nodeSelector {pool: tpu, zone: a}"},
+		{"default", api.DefaultInstanceType, 1, ""},
+		{"a gang across nodes", api.DefaultInstanceType, 4, ""},
+		{"a gang too big for every node together", api.DefaultInstanceType, 6, "a job of 6 instances of defaultinstancetype can never run on cluster c1: they are placed all at once, and its empty nodes hold at most 5 (small 3, gpu 2)"},
+		{"gpu on the gpu pool", "onegpu", 1, ""},
+		{"limits above a node", "bursty", 1, ""},
+		{"unknown, with the list", "huge", 1, "instance type huge not found on cluster c1; instance types: big (cpu 4, memory 8Gi), bursty (cpu 1, memory 1Gi), defaultinstancetype (cpu 100m, memory 2Gi), onegpu (cpu 1, memory 2Gi, nvidia.com/gpu 1)"},
+		{"too big, with the numbers", "big", 1, "instance type big can never run on cluster c1: it requests 4 CPU, 8Gi and the largest node has 2 CPU, 7.5Gi"},
+		{"more GPUs than any node", "twogpu", 1, "it requests 1 CPU, 2Gi, 2 GPU and the largest node has 2 CPU, 7.5Gi, 0 GPU"},
+		{"no node selected", "tpu", 1, "no Ready node matches its nodeSelector {pool: tpu, zone: a}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := fitInstanceType("c1", facts, tc.it)
+			err := fitInstanceType("c1", facts, tc.it, tc.instances)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("%s: %v, want it to fit", tc.it, err)
@@ -116,7 +119,7 @@ func TestFitInstanceType(t *testing.T) {
 			}
 		})
 	}
-	if err := fitInstanceType("c1", api.ClusterFacts{InstanceTypes: facts.InstanceTypes}, "big"); err == nil || !strings.Contains(err.Error(), "reported no nodes") {
+	if err := fitInstanceType("c1", api.ClusterFacts{InstanceTypes: facts.InstanceTypes}, "big", 1); err == nil || !strings.Contains(err.Error(), "reported no nodes") {
 		t.Fatalf("no nodes reported: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,11 +26,39 @@ func distributed(t *testing.T, f *fixture, run func(string, func(*testing.T))) {
 				t.Fatalf("stream printed no %q:\n%s", want, out)
 			}
 		}
+		// Rank 0 kept the model, in the job's named output.
+		name := strings.TrimSpace(strings.TrimPrefix(strings.Split(out, "\n")[0], "RunId: "))
+		dir := t.TempDir()
+		f.mustML("job", "download", "-n", name, "--output-name", "model", "--download-path", dir)
+		load := exec.Command("/usr/bin/python3", "-c", "import sys, torch; print(sorted(torch.load(sys.argv[1]).keys()))", filepath.Join(dir, "named-outputs", "model", "model.pt"))
+		if got, err := load.CombinedOutput(); err != nil || !strings.Contains(string(got), "0.weight") {
+			t.Fatalf("the downloaded model does not load: %v\n%s", err, got)
+		}
+	})
+
+	run("pytorch DDP example on one instance with two processes", func(t *testing.T) {
+		out := f.mustML("job", "create", "-f", filepath.Join(f.root, "examples/jobs/pytorch-ddp/job.yml"),
+			"--set", "resources.instance_count=1", "--set", "distribution.process_count_per_instance=2", "--set", "inputs.epochs=2", "--stream")
+		for _, want := range []string{"[rank 0] rank 0 of 2", "[rank 1] rank 1 of 2", "[rank 0] epoch 2: loss", "[rank 0] accuracy: "} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("stream printed no %q:\n%s", want, out)
+			}
+		}
 	})
 
 	run("tensorflow example: workers meet at the addresses of TF_CONFIG", func(t *testing.T) {
 		out := f.mustML("job", "create", "-f", filepath.Join(f.root, "examples/jobs/tensorflow-config/job.yml"), "--stream")
-		for _, want := range []string{"this is worker 0", "this is worker 1", "worker 0 heard: hello from worker 1", "worker 1 got: welcome", "all workers checked in"} {
+		for _, want := range []string{"this is worker 0", "this is worker 1", "worker 0 heard: hello from worker 1", "worker 1 got: welcome", "all tasks checked in"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("stream printed no %q:\n%s", want, out)
+			}
+		}
+	})
+
+	run("tensorflow example with a parameter server", func(t *testing.T) {
+		out := f.mustML("job", "create", "-f", filepath.Join(f.root, "examples/jobs/tensorflow-config/job.yml"),
+			"--set", "resources.instance_count=3", "--set", "distribution.parameter_server_count=1", "--stream")
+		for _, want := range []string{"2 workers", "1 parameter servers", "this is ps 0", "worker 0 heard: hello from ps 0", "ps 0 got: welcome", "all tasks checked in"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("stream printed no %q:\n%s", want, out)
 			}
@@ -117,7 +146,7 @@ spec:
 		f.waitState(name, api.JobRunning, 60*time.Second)
 		f.mustML("job", "cancel", "-n", name)
 		f.waitState(name, api.JobCanceled, 30*time.Second)
-		clustertest.Eventually(t, 30*time.Second, "pods gone", func() error {
+		clustertest.Eventually(t, 20*time.Second, "pods gone", func() error {
 			if p := jobPods(t, name); len(p) > 0 {
 				return fmt.Errorf("%d pods left", len(p))
 			}

@@ -32,7 +32,7 @@ func (r *renderer) trainingOperator() {
 			Verbs: []string{"get", "list", "watch", "update", "patch"}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
 		// The headless Service of a multi-instance job: its instances' names.
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"create"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: read},
 		rbacv1.PolicyRule{APIGroups: []string{amlarcv1alpha1.Group}, Resources: []string{amlarcv1alpha1.Resource}, Verbs: read},
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},

@@ -476,3 +476,61 @@ func TestReconcileNameTakenByEarlierJob(t *testing.T) {
 		t.Errorf("the earlier job's pod was replaced")
 	}
 }
+
+func TestReconcileHeadlessService(t *testing.T) {
+	two := func(j *v1alpha1.TrainingJob) { j.Spec.InstanceCount = 2 }
+	e := newEnv(t, nodeObj("n1", res("8", "8Gi")), jobAt("a", t0, two), secret("a"), jobAt("b", t0.Add(time.Second)), secret("b"))
+	e.reconcile("a")
+	e.reconcile("b")
+	var svc corev1.Service
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: "ml", Name: "a"}, &svc); err != nil {
+		t.Fatalf("the 2-instance job has no Service: %v", err)
+	}
+	s := svc.Spec
+	if s.ClusterIP != corev1.ClusterIPNone || !s.PublishNotReadyAddresses || len(s.Selector) != 1 || s.Selector[v1alpha1.LabelJob] != "a" {
+		t.Errorf("service spec %+v: want headless, not-ready addresses published, selecting the job's pods", s)
+	}
+	if ref := metav1.GetControllerOf(&svc); ref == nil || ref.Kind != v1alpha1.Kind || ref.Name != "a" {
+		t.Errorf("service owner %+v: want the TrainingJob, so that it goes with the job", ref)
+	}
+	for _, p := range e.pods("a") {
+		if p.Spec.Subdomain != "a" || p.Spec.Hostname != p.Name {
+			t.Errorf("pod %s: hostname %q subdomain %q, want its name under the service", p.Name, p.Spec.Hostname, p.Spec.Subdomain)
+		}
+		if hosts := envOf(p, "OUTPOST_HOSTS"); hosts != "a-0.a,a-1.a" {
+			t.Errorf("pod %s: OUTPOST_HOSTS=%q", p.Name, hosts)
+		}
+	}
+	err := e.c.Get(context.Background(), types.NamespacedName{Namespace: "ml", Name: "b"}, &corev1.Service{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("a single-instance job got a Service (err %v): it reaches itself by its own host name", err)
+	}
+}
+
+func TestReconcileGangPodDeleted(t *testing.T) {
+	e := newEnv(t, nodeObj("n1", res("8", "8Gi")), jobAt("a", t0, func(j *v1alpha1.TrainingJob) { j.Spec.InstanceCount = 2 }), secret("a"))
+	e.reconcile("a")
+	e.setPod("a-0", jobRunning(t0))
+	e.setPod("a-1", jobRunning(t0))
+	e.reconcile("a")
+	e.wantPhase("a", api.ClusterJobRunning, "", "")
+	if err := e.c.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "a-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile("a")
+	e.wantPhase("a", api.ClusterJobFailed, ReasonPodDeleted, "pod a-1 of instance 1 was deleted while the job ran")
+	if n := len(e.pods("a")); n != 0 {
+		t.Errorf("%d pods left: the whole job fails, its other instance ends and the deleted one is not remade", n)
+	}
+}
+
+func envOf(p corev1.Pod, name string) string {
+	for _, c := range p.Spec.Containers {
+		for _, v := range c.Env {
+			if v.Name == name {
+				return v.Value
+			}
+		}
+	}
+	return ""
+}

@@ -48,7 +48,8 @@ func hostname(job string, i int) string {
 // hosts are the names the instances reach each other by. A world of one
 // reaches itself by its own host name, which the pod's /etc/hosts holds;
 // larger worlds use host.subdomain names, which resolve through the
-// headless Service that multi-instance jobs get (the next issue's).
+// headless Service that multi-instance jobs get (ensureService), and on the
+// pod itself through its /etc/hosts.
 func hosts(job *v1alpha1.TrainingJob) []string {
 	n := int(job.Spec.InstanceCount)
 	out := make([]string, n)

@@ -13,6 +13,11 @@ const PyTorchPort = 6105
 
 // pytorch sets what torch.distributed's env:// rendezvous reads: the
 // master's address and the world's size per pod, the ranks per process.
+// No GLOO_SOCKET_IFNAME: gloo binds the address the pod's host name resolves
+// to, which the pod's /etc/hosts maps to the pod's IP, one every other pod
+// reaches (on the local node, a loopback address of the pod's own). Naming
+// an interface would be wrong there: "lo" gives 127.0.0.1, which each pod
+// reaches as itself.
 type pytorch struct{}
 
 func (pytorch) Name() string     { return "pytorch" }

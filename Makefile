@@ -7,7 +7,7 @@ KUBE_DIR := $(CURDIR)/.cache/kube
 export OUTPOST_KUBE_BIN_DIR := $(KUBE_DIR)/bin
 export OUTPOST_BIN := $(CURDIR)/bin/outpost
 
-.PHONY: build image kube deps test conformance quickstart bench-cluster bench-relay bench-extension lint clean
+.PHONY: build image kube deps test conformance quickstart bench-cluster bench-relay bench-extension bench-jobs lint clean
 
 ## build: the outpost binary, into bin/outpost
 build:
@@ -53,6 +53,11 @@ bench-relay: build
 ## bench-extension: k8s-extension create -> Installed per scenario on the local cluster
 bench-extension: build kube
 	go run ./bench/extension
+
+## bench-jobs: 1,000 training jobs through the workspace against 1,000 plain Kubernetes
+## Jobs on the same fresh local cluster, then 50 two-instance gangs on room for three
+bench-jobs: deps build kube
+	go run ./bench/jobs
 
 lint:
 	gofmt -l $$(git ls-files '*.go') && go vet ./...

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"outpost.dev/outpost/internal/jobrunner"
+	"outpost.dev/outpost/internal/remoteexec"
 )
 
 // exitCodeError ends the program with a code and no message: the command
@@ -29,6 +32,19 @@ func jobCmd() *cobra.Command {
 		}
 		return nil
 	}
-	cmd.AddCommand(install, run)
+	// rsh is mpirun's rsh agent in an MPI job (plm_rsh_agent), in place of
+	// ssh: its arguments are ssh's, so cobra leaves them alone.
+	rsh := &cobra.Command{Use: "rsh [OPTIONS] HOST COMMAND...", Short: "Run a command on another instance of an MPI job (mpirun's rsh agent)",
+		DisableFlagParsing: true, Hidden: true}
+	rsh.RunE = func(cmd *cobra.Command, args []string) error {
+		signals := make(chan os.Signal, 8)
+		signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+		defer signal.Stop(signals)
+		if code := remoteexec.RSH(cmd.Context(), args, os.Getenv, os.Stdin, os.Stdout, os.Stderr, signals); code != 0 {
+			return &exitCodeError{code}
+		}
+		return nil
+	}
+	cmd.AddCommand(install, run, rsh)
 	return cmd
 }

@@ -27,6 +27,11 @@ func trainingOperatorCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		// client-go's default (5 requests/s, bursts of 10) caps the operator
+		// at one or two jobs a second: each job costs a Secret read, a pod
+		// create and several status writes. The agent, which makes the
+		// TrainingJobs, has 50/100; the operator writes more per job.
+		rc.QPS, rc.Burst = 100, 200
 		// The jobs' install init container runs the operator's own image,
 		// which holds the binary it installs.
 		o.Image = os.Getenv(training.EnvOutpostImage)

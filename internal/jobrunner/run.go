@@ -161,6 +161,12 @@ func run(ctx context.Context, env func(string) string, environ func() []string, 
 		return j.fail(fmt.Errorf("making the python shims: %w", err))
 	}
 
+	if cfg.plugin.Name() == "mpi" {
+		// mpirun starts the processes, across the instances (mpi.go).
+		env := processEnv(baseEnv(environ(), pathList), spec, inputs, outputs, cfg, 0)
+		return j.runMPI(ctx, &mpiRun{shell: shell, command: command, env: env, store: store, plan: plan, stdout: stdout})
+	}
+
 	con := &console{w: stdout, warn: j.warn}
 	var procs []*process
 	var logs []*shipper

@@ -13,10 +13,10 @@ import (
 // AZ_BATCH_MASTER_NODE.
 const MPIPort = 6105
 
-// mpi gives each process the Open MPI rank variables that mpirun would, so
-// that scripts reading them run as a world of their own size. The
-// processes are started by the wrapper, not by mpirun: ranks reach each
-// other only once the next issue's launcher runs mpirun across the pods.
+// mpi describes the Open MPI rank variables of each process. The wrapper of
+// instance 0 launches the processes with a real mpirun across the pods
+// (internal/jobrunner/mpi.go), which sets them itself; these are what a
+// process sees where no mpirun starts it.
 type mpi struct{}
 
 func (mpi) Name() string     { return "mpi" }

@@ -143,6 +143,11 @@ func run(ctx context.Context, o options) error {
 	names := slices.Sorted(maps.Keys(comps))
 	var tOut, tBase float64
 	for _, name := range names {
+		if outCPU[name] < 0 || baseCPU[name] < 0 {
+			// A process that ended (and was restarted) took its counts along.
+			fmt.Printf("  %-26s  restarted during the runs: not counted\n", name)
+			continue
+		}
 		fmt.Printf("  %-26s %8.1f %8.1f\n", name, outCPU[name]/float64(o.jobs), baseCPU[name]/float64(o.jobs))
 		tOut += outCPU[name]
 		tBase += baseCPU[name]

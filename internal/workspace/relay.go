@@ -225,8 +225,12 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 	for _, e := range rep.Extensions {
 		k := extensionKey(rg, cluster, e.Name)
 		o, err := s.store.Get(ctx, k)
-		if err != nil || o.Generation != e.Generation {
-			continue // deleted or changed since: the agent reports the new generation once it has it
+		if err != nil || o.Generation != e.Generation || rep.Revision < o.SpecRevision {
+			// Deleted or changed since, or the agent has not applied this
+			// spec yet: its report may be of an extension of the same name
+			// and generation that was deleted and created again. The agent
+			// reports the new one once it has it.
+			continue
 		}
 		next := extensionStatus{ObservedGeneration: e.Generation, InstallState: e.InstallState, Message: e.Message, Components: e.Components}
 		var cur extensionStatus

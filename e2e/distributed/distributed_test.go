@@ -7,7 +7,6 @@
 package distributed
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,9 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"outpost.dev/outpost/internal/clustertest"
 )
@@ -78,24 +74,6 @@ func writeFile(t *testing.T, content string) string {
 	return p
 }
 
-// pods lists the pods of the job named name (its TrainingJob's name is the
-// job's in DNS form, the pods' prefix).
-func pods(t *testing.T, name string) []corev1.Pod {
-	t.Helper()
-	l, err := clustertest.Cluster.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "training.outpost.dev/job"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr := strings.ReplaceAll(strings.ToLower(name), "_", "-")
-	var out []corev1.Pod
-	for _, p := range l.Items {
-		if strings.HasPrefix(p.Labels["training.outpost.dev/job"], cr) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 func TestGangsAcrossNodes(t *testing.T) {
 	w := clustertest.StartWorkspace(t, time.Second)
 	_, file, _, _ := runtime.Caller(0)
@@ -145,7 +123,7 @@ spec:
 			"--query", "name", "-o", "tsv"))
 		f.waitStatus(name, "Running")
 		nodes := map[string]bool{}
-		for _, p := range pods(t, name) {
+		for _, p := range clustertest.JobPods(t, name) {
 			nodes[p.Spec.NodeName] = true
 		}
 		if !nodes[node0] || !nodes[node1] {
@@ -177,7 +155,7 @@ spec:
 		name := strings.TrimSpace(f.mustML("job", "create", "-f", writeFile(t, "command: sleep 300\nenvironment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_type: pool-b}\n"),
 			"--query", "name", "-o", "tsv"))
 		f.waitStatus(name, "Running")
-		p := pods(t, name)
+		p := clustertest.JobPods(t, name)
 		if len(p) != 1 || p[0].Spec.NodeName != node1 {
 			t.Fatalf("pods %v: want one on %s (pool=b)", p, node1)
 		}

@@ -81,7 +81,7 @@ distribution: {type: pytorch, process_count_per_instance: 2}
 	run("a gang whose pod dies fails as a whole", func(t *testing.T) {
 		name := f.create(writeJob(t, "command: sleep 300\nenvironment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_count: 2}\n"))
 		f.waitState(name, api.JobRunning, 60*time.Second)
-		pods := jobPods(t, name)
+		pods := clustertest.JobPods(t, name)
 		if len(pods) != 2 {
 			t.Fatalf("%d pods, want 2", len(pods))
 		}
@@ -91,7 +91,7 @@ distribution: {type: pytorch, process_count_per_instance: 2}
 			t.Fatalf("status message %q names neither the pod nor its instance", j.StatusMessage)
 		}
 		clustertest.Eventually(t, 30*time.Second, "the other pod ended too", func() error {
-			for _, p := range jobPods(t, name) {
+			for _, p := range clustertest.JobPods(t, name) {
 				if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
 					return fmt.Errorf("pod %s still running", p.Name)
 				}
@@ -117,7 +117,7 @@ spec:
 		if !strings.Contains(j.StatusMessage, "needs 2 x") {
 			t.Fatalf("the second gang waits without saying for what: %q", j.StatusMessage)
 		}
-		if p := jobPods(t, second); len(p) != 0 {
+		if p := clustertest.JobPods(t, second); len(p) != 0 {
 			t.Fatalf("a queued gang holds %d pods", len(p))
 		}
 		f.waitState(first, api.JobCompleted, 60*time.Second)
@@ -147,7 +147,7 @@ spec:
 		f.mustML("job", "cancel", "-n", name)
 		f.waitState(name, api.JobCanceled, 30*time.Second)
 		clustertest.Eventually(t, 20*time.Second, "pods gone", func() error {
-			if p := jobPods(t, name); len(p) > 0 {
+			if p := clustertest.JobPods(t, name); len(p) > 0 {
 				return fmt.Errorf("%d pods left", len(p))
 			}
 			return nil

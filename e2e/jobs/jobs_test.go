@@ -120,24 +120,6 @@ func (f *fixture) create(file string, args ...string) string {
 	return strings.TrimSpace(f.mustML(append([]string{"job", "create", "-f", file, "--query", "name", "-o", "tsv"}, args...)...))
 }
 
-// jobPods lists the pods of a job (by the job-name annotation the agent
-// puts on its TrainingJob, whose name is the pods' prefix).
-func jobPods(t *testing.T, name string) []corev1.Pod {
-	t.Helper()
-	pods, err := clustertest.Cluster.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "training.outpost.dev/job"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr := strings.ReplaceAll(strings.ToLower(name), "_", "-")
-	var out []corev1.Pod
-	for _, p := range pods.Items {
-		if strings.HasPrefix(p.Labels["training.outpost.dev/job"], cr) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 func TestJobs(t *testing.T) {
 	f := setup(t)
 	run := func(name string, test func(t *testing.T)) {
@@ -164,7 +146,7 @@ func TestJobs(t *testing.T) {
 		}
 		// The cluster is left clean once the workspace has the result.
 		clustertest.Eventually(t, 30*time.Second, "the job's pods removed", func() error {
-			if p := jobPods(t, name); len(p) > 0 {
+			if p := clustertest.JobPods(t, name); len(p) > 0 {
 				return fmt.Errorf("%d pods left (%s %s); trainingjobs: %s", len(p), p[0].Name, p[0].Status.Phase,
 					clustertest.Kubectl(t, "get", "trainingjobs", "-A", "-o", "wide"))
 			}
@@ -301,12 +283,12 @@ spec:
 		}
 		name := f.create(writeJob(t, "command: sleep 30\nenvironment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_type: small}\n"))
 		clustertest.Eventually(t, 60*time.Second, "the job's pod runs", func() error {
-			if p := jobPods(t, name); len(p) != 1 || p[0].Status.Phase != corev1.PodRunning {
+			if p := clustertest.JobPods(t, name); len(p) != 1 || p[0].Status.Phase != corev1.PodRunning {
 				return fmt.Errorf("pods: %d", len(p))
 			}
 			return nil
 		})
-		p := jobPods(t, name)[0]
+		p := clustertest.JobPods(t, name)[0]
 		var job *corev1.Container
 		for i := range p.Spec.Containers {
 			if p.Spec.Containers[i].Name == "job" {
@@ -374,7 +356,7 @@ distribution: `+c.dist+"\n")
 		f.mustML("job", "cancel", "-n", name)
 		f.waitState(name, api.JobCanceled, 30*time.Second)
 		clustertest.Eventually(t, 30*time.Second, "pods gone", func() error {
-			if p := jobPods(t, name); len(p) > 0 {
+			if p := clustertest.JobPods(t, name); len(p) > 0 {
 				return fmt.Errorf("%d pods left", len(p))
 			}
 			return nil

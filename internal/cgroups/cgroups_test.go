@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"outpost.dev/outpost/internal/podnet"
 )
@@ -186,9 +189,11 @@ func TestV1StaleCgroupsRemovedAtOpen(t *testing.T) {
 	cmd := run(t, cg, "sleep 60")
 	exited := make(chan int, 1)
 	go func() { exited <- exitCode(cmd.Wait()) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for read(t, filepath.Join(cg.Dirs()[0], "cgroup.procs")) == "" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	// (clustertest's Eventually would import this package back.)
+	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return read(t, filepath.Join(cg.Dirs()[0], "cgroup.procs")) != "", nil
+	}); err != nil {
+		t.Fatalf("the process never showed in its cgroup: %v", err)
 	}
 
 	again := Open("cgroups-test", state, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -9,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Workspace is a running `outpost workspace serve` of a test and a login to
@@ -125,4 +129,23 @@ func (w *Workspace) Log() string {
 		return "(no log: " + err.Error() + ")"
 	}
 	return string(data)
+}
+
+// JobPods lists the pods of the workspace job named name in namespace
+// default: its TrainingJob's name is the job's in DNS form, the pods'
+// label value and prefix.
+func JobPods(t testing.TB, name string) []corev1.Pod {
+	t.Helper()
+	l, err := Cluster.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "training.outpost.dev/job"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	var out []corev1.Pod
+	for _, p := range l.Items {
+		if strings.HasPrefix(p.Labels["training.outpost.dev/job"], cr) {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -34,16 +34,15 @@ const ds = "workspaceblobstore"
 
 func uri(p string) string { return "azureml://datastores/" + ds + "/paths/" + p }
 
-// waitFor polls cond until it holds or 20 s have passed.
+// waitFor waits up to 20 s for cond to hold.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	clustertest.Eventually(t, 20*time.Second, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.New("not yet")
+	})
 }
 
 // jobResult is how a run of the wrapper ended.

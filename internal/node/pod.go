@@ -362,7 +362,9 @@ func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Durati
 		if err == nil {
 			proc, err = container.Start(w.a.cfg.Outpost, spec, s.logFile())
 			if err != nil {
-				_ = cg.Close()
+				if cerr := cg.Close(); cerr != nil {
+					w.a.log.Warn("remove the cgroups of a container that did not start", "pod", w.key(), "container", s.spec.Name, "err", cerr)
+				}
 			}
 		}
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"outpost.dev/outpost/internal/clustertest"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,14 +280,13 @@ func TestSignalForwarding(t *testing.T) {
 		pids = append(pids, n)
 	}
 	c.Close()
-	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range pids {
-		for syscall.Kill(pid, 0) == nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d still runs after its client went away", pid)
+		clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("process %d ended after its client went away", pid), func() error {
+			if syscall.Kill(pid, 0) == nil {
+				return errors.New("still runs")
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 }
 

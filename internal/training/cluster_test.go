@@ -32,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -123,20 +124,16 @@ func setup() error {
 		}
 		names = append(names, crd.Name)
 	}
-	deadline := time.Now().Add(time.Minute)
 	for _, name := range names {
-		for {
-			var crd apiextensionsv1.CustomResourceDefinition
+		var crd apiextensionsv1.CustomResourceDefinition
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			if err := kube.Get(ctx, types.NamespacedName{Name: name}, &crd); err != nil {
-				return err
+				return false, err
 			}
-			if established(&crd) {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("CRD %s not established: %+v", name, crd.Status.Conditions)
-			}
-			time.Sleep(100 * time.Millisecond)
+			return established(&crd), nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s not established (%v): %+v", name, err, crd.Status.Conditions)
 		}
 	}
 	if jobAPI, err = startJobServer(); err != nil {
@@ -154,16 +151,18 @@ func setup() error {
 		fmt.Fprintf(&opLog, "operator ended: %v\n", err)
 	}()
 	// The probe answers once the caches are filled: then jobs are admitted.
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + probe + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		resp, err := http.Get("http://" + probe + "/healthz")
+		if err != nil {
+			return false, nil // not listening yet
 		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the operator's /healthz never answered 200 (%v):\n%s", err, opLog.String())
 	}
-	return fmt.Errorf("the operator's /healthz never answered 200:\n%s", opLog.String())
+	return nil
 }
 
 func established(crd *apiextensionsv1.CustomResourceDefinition) bool {

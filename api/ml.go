@@ -153,17 +153,24 @@ type EnvironmentRef struct {
 
 // UnmarshalJSON takes a string or an object.
 func (e *EnvironmentRef) UnmarshalJSON(data []byte) error {
+	return unmarshalRefOrInline(data, &e.Ref, &e.Inline)
+}
+
+// unmarshalRefOrInline decodes a reference (a JSON string) into ref, or an
+// inline document (an object, strictly: unknown fields are errors) into
+// inline.
+func unmarshalRefOrInline[T any](data []byte, ref *string, inline **T) error {
 	d := bytes.TrimSpace(data)
 	if len(d) > 0 && d[0] == '"' {
-		return json.Unmarshal(d, &e.Ref)
+		return json.Unmarshal(d, ref)
 	}
-	var env Environment
+	v := new(T)
 	dec := json.NewDecoder(bytes.NewReader(d))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
+	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	e.Inline = &env
+	*inline = v
 	return nil
 }
 

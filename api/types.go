@@ -62,6 +62,9 @@ type ClusterFacts struct {
 	// workspace checks jobs against them when they are submitted.
 	Nodes         []NodeFacts    `json:"nodes,omitempty"`
 	InstanceTypes []InstanceType `json:"instanceTypes,omitempty"`
+	// InferenceRouter is where azureml-fe answers (nil until the
+	// extension with inference has rendered its Service).
+	InferenceRouter *InferenceRouter `json:"inferenceRouter,omitempty"`
 }
 
 // Extension is the ML extension (or another) installed in a connected cluster.
@@ -147,6 +150,10 @@ const (
 	KindExtension = "Extension"
 	KindCompute   = "Compute"
 	KindJob       = "Job"
+	// An online endpoint (DesiredOnlineEndpoint) and a deployment of one
+	// (DesiredOnlineDeployment), both in their compute's namespace.
+	KindOnlineEndpoint   = "OnlineEndpoint"
+	KindOnlineDeployment = "OnlineDeployment"
 )
 
 // SyncResponse answers an agent's long poll GET .../sync?since=R: the
@@ -180,6 +187,9 @@ type DesiredObject struct {
 	Extension  *DesiredExtension `json:"extension,omitempty"`
 	Compute    *DesiredCompute   `json:"compute,omitempty"`
 	Job        *DesiredJob       `json:"job,omitempty"`
+	// OnlineEndpoint and OnlineDeployment, for their kinds.
+	OnlineEndpoint   *DesiredOnlineEndpoint   `json:"onlineEndpoint,omitempty"`
+	OnlineDeployment *DesiredOnlineDeployment `json:"onlineDeployment,omitempty"`
 }
 
 // Ref names the object.
@@ -261,6 +271,9 @@ type AgentReport struct {
 	// Jobs whose state on the cluster changed since the last acknowledged
 	// report.
 	Jobs []JobReport `json:"jobs,omitempty"`
+	// Deployments whose state on the cluster changed since the last
+	// acknowledged report.
+	Deployments []DeploymentReport `json:"deployments,omitempty"`
 }
 
 // ExtensionReport is the state of one extension in the cluster.
@@ -270,4 +283,84 @@ type ExtensionReport struct {
 	InstallState string            `json:"installState"`
 	Message      string            `json:"message,omitempty"`
 	Components   []ComponentStatus `json:"components,omitempty"`
+}
+
+// DesiredOnlineEndpoint is an online endpoint the workspace wants served by
+// the cluster's inference router: the agent makes an OnlineEndpoint object
+// of it in Namespace, and a Secret holding its keys.
+type DesiredOnlineEndpoint struct {
+	Name          string `json:"name"` // the endpoint's name, unique in the cluster's endpoints
+	ResourceGroup string `json:"resourceGroup"`
+	Workspace     string `json:"workspace"`
+	Compute       string `json:"compute"`
+	Namespace     string `json:"namespace"`
+	AuthMode      string `json:"authMode"` // key, aml_token
+	// PrimaryKey and SecondaryKey are the keys of a key endpoint;
+	// TokenKey signs (and checks) the aml_tokens of an aml_token one.
+	PrimaryKey   string `json:"primaryKey,omitempty"`
+	SecondaryKey string `json:"secondaryKey,omitempty"`
+	TokenKey     string `json:"tokenKey,omitempty"`
+	// Traffic maps deployment names to percents (sum 100, or all 0).
+	Traffic map[string]int `json:"traffic,omitempty"`
+}
+
+// DesiredOnlineDeployment is a deployment the workspace wants run: the agent
+// makes an OnlineDeployment object of it in Namespace, with a Secret
+// holding the deployment's credential, which reaches that deployment's
+// model and code on the workspace only (api.DeploymentRun).
+type DesiredOnlineDeployment struct {
+	Name          string `json:"name"`
+	Endpoint      string `json:"endpoint"`
+	ResourceGroup string `json:"resourceGroup"`
+	Workspace     string `json:"workspace"`
+	Compute       string `json:"compute"`
+	Namespace     string `json:"namespace"`
+	Token         string `json:"token"`
+	Image         string `json:"image"`
+	InstanceType  string `json:"instanceType"` // defaultinstancetype when none was named
+	// Resources are the deployment's own requests and limits (nil: its
+	// instance type's).
+	Resources *InstanceTypeResources `json:"resources,omitempty"`
+	// InstanceCount is the instances of scale type default; the min of
+	// target_utilization (the autoscaler starts there).
+	InstanceCount   int             `json:"instanceCount"`
+	ScaleSettings   ScaleSettings   `json:"scaleSettings"`   // defaults filled in
+	RequestSettings RequestSettings `json:"requestSettings"` // defaults filled in
+	LivenessProbe   ProbeSettings   `json:"livenessProbe"`   // defaults filled in
+	ReadinessProbe  ProbeSettings   `json:"readinessProbe"`  // defaults filled in
+	// InferenceConfig is a bring-your-own-container environment's routes
+	// (nil: Outpost's scoring server runs the deployment's score.py).
+	InferenceConfig *InferenceConfig `json:"inferenceConfig,omitempty"`
+}
+
+// InferenceConfig is environment.inference_config: where a custom
+// container answers.
+type InferenceConfig struct {
+	LivenessRoute  Route `json:"liveness_route"`
+	ReadinessRoute Route `json:"readiness_route"`
+	ScoringRoute   Route `json:"scoring_route"`
+}
+
+// Route is a port and path in a container.
+type Route struct {
+	Port int    `json:"port"`
+	Path string `json:"path"`
+}
+
+// Phases of a deployment on a cluster, as the inference operator reports
+// them.
+const (
+	ClusterDeploymentCreating  = "Creating"  // instances starting, not all ready yet
+	ClusterDeploymentSucceeded = "Succeeded" // the instances asked for are ready
+	ClusterDeploymentFailed    = "Failed"    // Reason and Message say why
+)
+
+// DeploymentReport is the state of one deployment on the cluster.
+type DeploymentReport struct {
+	ID             string `json:"id"` // the deployment's resource id
+	Phase          string `json:"phase"`
+	Reason         string `json:"reason,omitempty"` // InitFailed, Unschedulable, ProbeFailed, ...
+	Message        string `json:"message,omitempty"`
+	Instances      int    `json:"instances"` // pods asked for now (the autoscaler moves it)
+	ReadyInstances int    `json:"readyInstances"`
 }

@@ -7,7 +7,7 @@ KUBE_DIR := $(CURDIR)/.cache/kube
 export OUTPOST_KUBE_BIN_DIR := $(KUBE_DIR)/bin
 export OUTPOST_BIN := $(CURDIR)/bin/outpost
 
-.PHONY: build image kube deps test conformance quickstart bench-cluster bench-relay bench-extension bench-jobs lint clean
+.PHONY: build image kube deps test conformance quickstart bench-cluster bench-relay bench-extension bench-jobs bench-router lint clean
 
 ## build: the outpost binary, into bin/outpost
 build:
@@ -58,6 +58,11 @@ bench-extension: build kube
 ## Jobs on the same fresh local cluster, then 50 two-instance gangs on room for three
 bench-jobs: deps build kube
 	go run ./bench/jobs
+
+## bench-router: what the inference router adds to a scoring call: the same wrk load
+## straight to a no-op backend, through nginx (keep-alive proxy) and through azureml-fe
+bench-router: deps build
+	go run ./bench/router
 
 lint:
 	gofmt -l $$(git ls-files '*.go') && go vet ./...

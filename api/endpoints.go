@@ -69,12 +69,15 @@ type OnlineEndpoint struct {
 	Kind          string         `json:"kind,omitempty"` // always "K8s" when shown
 
 	// Shown, never taken from a document.
-	ScoringURI        string           `json:"scoring_uri,omitempty"`
-	SwaggerURI        string           `json:"swagger_uri,omitempty"`
-	ProvisioningState string           `json:"provisioning_state,omitempty"`
-	CreationContext   *CreationContext `json:"creation_context,omitempty"`
-	ResourceGroup     string           `json:"resource_group,omitempty"`
-	Workspace         string           `json:"workspace,omitempty"`
+	ScoringURI        string `json:"scoring_uri,omitempty"`
+	SwaggerURI        string `json:"swagger_uri,omitempty"`
+	ProvisioningState string `json:"provisioning_state,omitempty"`
+	// StatusMessage says why an endpoint Failed (its cluster has no
+	// inference router, its registration is gone).
+	StatusMessage   string           `json:"status_message,omitempty"`
+	CreationContext *CreationContext `json:"creation_context,omitempty"`
+	ResourceGroup   string           `json:"resource_group,omitempty"`
+	Workspace       string           `json:"workspace,omitempty"`
 }
 
 // EndpointKeys answers listKeys and regenerateKeys. The JSON names are the

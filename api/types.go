@@ -331,6 +331,20 @@ type DesiredOnlineDeployment struct {
 	// InferenceConfig is a bring-your-own-container environment's routes
 	// (nil: Outpost's scoring server runs the deployment's score.py).
 	InferenceConfig *InferenceConfig `json:"inferenceConfig,omitempty"`
+	// ModelName and ModelVersion name the deployment's model (empty: it
+	// has none), and EnvironmentVariables are its environment_variables.
+	// A custom container (InferenceConfig) gets them from its pod:
+	// AZUREML_MODEL_DIR=/var/azureml-app/azureml-models/<name>/<version>
+	// and the variables. Outpost's scoring server reads both from the
+	// deployment-run API instead.
+	ModelName            string            `json:"modelName,omitempty"`
+	ModelVersion         string            `json:"modelVersion,omitempty"`
+	EnvironmentVariables map[string]string `json:"environmentVariables,omitempty"`
+	// RunDigest names what the pods fetch with the credential (the
+	// DeploymentRun: model, code, scoring script, variables), which the
+	// fields above do not all show: the operator puts it on the pod
+	// template so that a new model or code rolls the pods.
+	RunDigest string `json:"runDigest,omitempty"`
 }
 
 // InferenceConfig is environment.inference_config: where a custom

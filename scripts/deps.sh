@@ -20,6 +20,11 @@ command -v nc >/dev/null || need+=(netcat-openbsd)
 for pkg in python3-sklearn python-is-python3 python3-torch python3-mpi4py openmpi-bin; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 done
+# make bench-router: wrk drives the same load directly, through Debian's nginx
+# (run unprivileged from a config of its own; the package's service is not used)
+# and through the router.
+command -v wrk >/dev/null || need+=(wrk)
+dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q 'ok installed' || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -82,6 +82,29 @@ step "outpost ml job download --name $job --all --download-path $wsdir-downloads
 $outpost ml job download --name "$job" --resource-group outpost --workspace-name ws --all --download-path "$wsdir-downloads/$job"
 find "$wsdir-downloads/$job" -type f | sort
 
+# Then serving: the model of examples/endpoints (trained here with Debian's scikit-learn, the
+# Python the node's pods run), an online endpoint and its blue deployment from the Azure ML
+# files, called through the extension's router (azureml-fe) with the endpoint's key.
+step "outpost ml online-endpoint create -f examples/endpoints/endpoint.yml; online-deployment create -f examples/endpoints/blue-deployment.yml --all-traffic"
+/usr/bin/python3 examples/endpoints/train.py
+if ! $outpost ml online-endpoint show --name diabetes-endpoint --resource-group outpost --workspace-name ws >/dev/null 2>&1; then
+  $outpost ml online-endpoint create -f examples/endpoints/endpoint.yml --resource-group outpost --workspace-name ws
+fi
+if ! $outpost ml online-deployment show --name blue --endpoint-name diabetes-endpoint --resource-group outpost --workspace-name ws >/dev/null 2>&1; then
+  $outpost ml online-deployment create -f examples/endpoints/blue-deployment.yml --all-traffic --resource-group outpost --workspace-name ws
+fi
+
+step "outpost ml online-endpoint invoke --name diabetes-endpoint --request-file examples/endpoints/sample-request.json"
+$outpost ml online-endpoint invoke --name diabetes-endpoint --request-file examples/endpoints/sample-request.json --resource-group outpost --workspace-name ws
+echo
+
+step "curl the scoring URI with the endpoint's key"
+uri=$($outpost ml online-endpoint show --name diabetes-endpoint --resource-group outpost --workspace-name ws --query scoring_uri -o tsv)
+key=$($outpost ml online-endpoint get-credentials --name diabetes-endpoint --resource-group outpost --workspace-name ws --query primaryKey -o tsv)
+echo "curl -H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' -d @examples/endpoints/sample-request.json $uri"
+curl -fsS -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d @examples/endpoints/sample-request.json "$uri"
+echo
+
 cat <<MSG
 
 The cluster and the workspace are still running. Try:
@@ -92,6 +115,8 @@ The cluster and the workspace are still running. Try:
   $outpost k8s-extension show --name arcml-extension --cluster-type connectedClusters --cluster-name local --resource-group outpost -o yaml
   $outpost ml job create -f examples/jobs/hello-world/job.yml --resource-group outpost --workspace-name ws --stream
   $outpost ml job list --resource-group outpost --workspace-name ws
+  $outpost ml online-endpoint show --name diabetes-endpoint --resource-group outpost --workspace-name ws
+  $outpost ml online-deployment get-logs --name blue --endpoint-name diabetes-endpoint --lines 20 --resource-group outpost --workspace-name ws
 To stop everything:
   kill \$(cat $wsdir.pid)            # the workspace
   $outpost cluster down          # the cluster (add --purge to delete its state)

@@ -120,11 +120,13 @@ func run(ctx context.Context, o options) error {
 		o.jobs, o.cpuLimit, o.memLimit, o.parallel)
 	comps := b.components(ctx)
 	cpu0 := cpuOf(comps)
+	req0 := b.apiRequests(ctx)
 	out, mem, err := b.outpostJobs(ctx, o.jobs, o.parallel)
 	if err != nil {
 		return err
 	}
 	outCPU := diff(cpuOf(comps), cpu0)
+	outReq := diff(b.apiRequests(ctx), req0)
 	// The retired jobs' pods are deleted by the agent: let that end before
 	// the baseline starts, so that it does not pay for it.
 	if err := b.waitPodsGone(ctx, "", v1alpha1.LabelJob); err != nil {
@@ -133,11 +135,13 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("\nBaseline: %d plain Kubernetes Jobs (image python, command true, same requests and limits) created with client-go, %d at a time\n",
 		o.jobs, o.parallel)
 	cpu0 = cpuOf(comps)
+	req0 = b.apiRequests(ctx)
 	base, err := b.kubeJobs(ctx, o.jobs, o.parallel, o.cpuLimit, o.memLimit)
 	if err != nil {
 		return err
 	}
 	baseCPU := diff(cpuOf(comps), cpu0)
+	baseReq := diff(b.apiRequests(ctx), req0)
 	report(out, base, mem)
 	fmt.Println("\nCPU per job (ms) from submit until all ended, by component:")
 	names := slices.Sorted(maps.Keys(comps))
@@ -153,6 +157,7 @@ func run(ctx context.Context, o options) error {
 		tBase += baseCPU[name]
 	}
 	fmt.Printf("  %-26s %8.1f %8.1f   (Outpost, k8s Jobs; the machine has %d CPUs)\n", "total", tOut/float64(o.jobs), tBase/float64(o.jobs), runtime.NumCPU())
+	printRequests(outReq, baseReq, o.jobs)
 	if o.gangs > 0 {
 		if err := b.kube.CoreV1().Namespaces().Delete(ctx, "baseline", metav1.DeleteOptions{}); err != nil {
 			return err
@@ -402,7 +407,7 @@ func (b *bench) probe(ctx context.Context) error {
 		return fmt.Errorf("probe job %s: %s", j.Status, j.StatusMessage)
 	}
 	fmt.Printf("what a job's pod needs (probe job, command sleep 3, no tight limits):\n")
-	fmt.Printf("  install (copies the %.0f MiB outpost binary): %.0f ms, CPU %.0f ms, peak RSS %.0f MiB\n",
+	fmt.Printf("  install, once per node and outpost binary (copies the %.0f MiB binary): %.0f ms, CPU %.0f ms, peak RSS %.0f MiB\n",
 		float64(st.Size())/(1<<20), float64(installWall.Milliseconds()),
 		float64(ru.Utime.Nano()+ru.Stime.Nano())/1e6, float64(ru.Maxrss)/1024)
 	if wrapper.pid == 0 {
@@ -1109,7 +1114,12 @@ func report(out, base timings, mem memory) {
 	}{{"Outpost", out}, {"k8s Jobs", base}} {
 		for _, s := range run.t.stages {
 			g := run.t.gaps(s[0], s[1])
-			fmt.Printf("  %-9s %-44s %6.2f / %6.2f\n", run.name, s[0]+" -> "+s[1], percentile(g, 0.5).Seconds(), percentile(g, 0.99).Seconds())
+			if len(g) == 0 {
+				// Pods without an install container, say.
+				fmt.Printf("  %-9s %-44s   none seen\n", run.name, s[0]+" -> "+s[1])
+				continue
+			}
+			fmt.Printf("  %-9s %-44s %6.2f / %6.2f  (%d jobs)\n", run.name, s[0]+" -> "+s[1], percentile(g, 0.5).Seconds(), percentile(g, 0.99).Seconds(), len(g))
 		}
 	}
 }
@@ -1199,4 +1209,82 @@ func (b *bench) gangs(ctx context.Context, n, parallel int, memLimit string) err
 	fmt.Printf("  all %d gangs ended after %.1f s (%.2f gangs/s), %d failed; at most %d instances placed at once (room for 3)\n",
 		n, t.allDone.Seconds(), float64(n)/t.allDone.Seconds(), t.failed, maxPlaced.Load())
 	return nil
+}
+
+// apiRequests are the API server's counts of the requests it served, by
+// verb and resource (apiserver_request_total): what each job costs it.
+// Empty when the metrics cannot be read.
+func (b *bench) apiRequests(ctx context.Context) map[string]float64 {
+	out := map[string]float64{}
+	data, err := b.kube.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: reading the API server's metrics:", err)
+		return out
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		l := map[string]string{}
+		for kv := range strings.SplitSeq(labels, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				l[k] = strings.Trim(v, `"`)
+			}
+		}
+		key := l["verb"] + " " + l["resource"]
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		out[key] += v
+	}
+	return out
+}
+
+// printRequests prints the API requests per job of both runs, the most
+// frequent first (watches and those under 0.05 a job left out).
+func printRequests(out, base map[string]float64, n int) {
+	keys := map[string]bool{}
+	for k := range out {
+		keys[k] = true
+	}
+	for k := range base {
+		keys[k] = true
+	}
+	sorted := slices.SortedFunc(maps.Keys(keys), func(a, b string) int {
+		return cmpFloat(out[b]+base[b], out[a]+base[a])
+	})
+	var tOut, tBase float64
+	fmt.Println("\nAPI server requests per job, by verb and resource:")
+	for _, k := range sorted {
+		if strings.HasPrefix(k, "WATCH") {
+			continue
+		}
+		o, bs := out[k]/float64(n), base[k]/float64(n)
+		tOut += o
+		tBase += bs
+		if o < 0.05 && bs < 0.05 {
+			continue
+		}
+		fmt.Printf("  %-38s %6.2f %6.2f\n", k, o, bs)
+	}
+	fmt.Printf("  %-38s %6.2f %6.2f   (Outpost, k8s Jobs)\n", "total", tOut, tBase)
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

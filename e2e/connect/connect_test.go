@@ -124,8 +124,11 @@ func TestSeedFlow(t *testing.T) {
 		{"training", []string{"--config", "enableTraining=True"}, nil},
 		{"inference over HTTP", []string{"--configuration-settings", "enableInference=True", "allowInsecureConnections=True"}, func(t *testing.T) {
 			clustertest.Eventually(t, 20*time.Second, "router service with a load balancer address", func() error {
+				// The local cluster's load balancer address is the service's
+				// loopback cluster IP, where its port answers.
 				out := clustertest.Kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.type} {.spec.ports[0].port} {.status.loadBalancer.ingress[0].ip}")
-				if out != "LoadBalancer 80 127.0.0.1" {
+				ip := clustertest.Kubectl(t, "get", "service", "azureml-fe", "-n", "azureml", "-o", "jsonpath={.spec.clusterIP}")
+				if out != "LoadBalancer 80 "+ip || !strings.HasPrefix(ip, "127.") {
 					return fmt.Errorf("service: %q", out)
 				}
 				return nil

@@ -1,8 +1,8 @@
 // Package jobs drives training jobs with the outpost binary as a data
 // scientist would: the examples' job files run unchanged on a compute
 // attached to the local cluster, their logs stream, their outputs download,
-// bad files are refused before anything is stored, and jobs survive kill -9
-// of the workspace, the agent and the training operator.
+// bad files are refused before anything is stored, and jobs (gangs too)
+// survive kill -9 of the workspace, the agent and the training operator.
 package jobs
 
 import (
@@ -13,14 +13,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/clustertest"
@@ -517,6 +521,122 @@ inputs:
 		name = f.create(writeJob(t, "command: echo after the faults\nenvironment: {image: python}\ncompute: azureml:local-compute\n"))
 		f.waitState(name, api.JobCompleted, 90*time.Second)
 	})
+
+	run("a gang survives kill -9 of workspace agent and operator, never partly placed", func(t *testing.T) {
+		// Room for three instances: the running gang takes two, the queued
+		// one fits only once the first has ended.
+		third := fractionOfNodeCPU(t, 0.3)
+		applyManifest(t, fmt.Sprintf(`apiVersion: amlarc.azureml.com/v1alpha1
+kind: InstanceType
+metadata: {name: gang-third}
+spec:
+  resources:
+    requests: {cpu: %q, memory: 128Mi}
+    limits: {cpu: %q, memory: 1Gi}
+`, third, third))
+		f.waitInstanceType(t, "gang-third")
+		dir, err := os.MkdirTemp("/var/tmp", "outpost-e2e-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		marks := filepath.Join(dir, "starts")
+		gang := "environment: {image: python}\ncompute: azureml:local-compute\nresources: {instance_type: gang-third, instance_count: 2}\ndistribution: {type: pytorch}\n"
+		running := f.create(writeJob(t, fmt.Sprintf("command: echo start $NODE_RANK >> %s && sleep 10 && echo finished\n", marks)+gang))
+		f.waitState(running, api.JobRunning, 60*time.Second)
+		overlap := watchGangs(t, running)
+		queued := f.create(writeJob(t, "command: echo second gang ran\n"+gang))
+		j := f.waitState(queued, api.JobQueued, 30*time.Second)
+		if !strings.Contains(j.StatusMessage, "needs 2 x") {
+			t.Fatalf("the second gang waits without saying for what: %q", j.StatusMessage)
+		}
+		f.Kill9()
+		killPod9(t, "azure-arc", "app=outpost-agent")
+		killPod9(t, "azureml", "app=training-operator")
+		f.Serve()
+		f.waitState(running, api.JobCompleted, 90*time.Second)
+		f.waitState(queued, api.JobCompleted, 90*time.Second)
+		data, err := os.ReadFile(marks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if starts := strings.Fields(strings.ReplaceAll(string(data), "start", "")); len(starts) != 2 || starts[0] == starts[1] {
+			t.Fatalf("the gang's instances started as %q, want each of 0 and 1 once", data)
+		}
+		if out := f.mustML("job", "stream", "-n", running); strings.Count(out, "finished") != 2 {
+			t.Fatalf("log of the first gang:\n%s", out)
+		}
+		if o := overlap(); o != "" {
+			t.Fatal(o)
+		}
+	})
+}
+
+// watchGangs follows the pods of the training jobs from its call on, and
+// returns a function that says what went wrong: a pod of another job placed
+// while both pods of first, a gang of two on room for three instances,
+// hold their room. Beside them there is room for one instance only, so
+// that pod would be half a gang.
+func watchGangs(t *testing.T, first string) func() string {
+	t.Helper()
+	cr := strings.ReplaceAll(strings.ToLower(first), "_", "-")
+	var mu sync.Mutex
+	live := map[string]string{} // placed, not ended pods -> their job
+	var wrong []string
+	note := func(obj any) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			delete(live, p.Name)
+			return
+		}
+		live[p.Name] = p.Labels["training.outpost.dev/job"]
+		var firsts, others []string
+		for pod, job := range live {
+			if strings.HasPrefix(job, cr) {
+				firsts = append(firsts, pod)
+			} else {
+				others = append(others, pod)
+			}
+		}
+		if len(firsts) == 2 && len(others) > 0 && len(wrong) < 5 {
+			slices.Sort(others)
+			wrong = append(wrong, fmt.Sprintf("pods %v placed beside both pods of %s", others, first))
+		}
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(clustertest.Cluster.Client, 0, informers.WithNamespace("default"),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "training.outpost.dev/job" }))
+	inf := factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: note, UpdateFunc: func(_, o any) { note(o) },
+		DeleteFunc: func(o any) {
+			if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = d.Obj
+			}
+			if p, ok := o.(*corev1.Pod); ok {
+				mu.Lock()
+				delete(live, p.Name)
+				mu.Unlock()
+			}
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); factory.Shutdown() })
+	factory.Start(stop)
+	if !cache.WaitForCacheSync(stop, inf.HasSynced) {
+		t.Fatal("pod watch not synced")
+	}
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(wrong, "; ")
+	}
 }
 
 // killPod9 kills every process of the pods matching selector with SIGKILL,

@@ -50,7 +50,8 @@ type Agent struct {
 	acked             api.AgentReport
 	lastInstanceTypes []api.InstanceType
 
-	jobWatch jobWatch
+	jobWatch        jobWatch
+	deploymentWatch deploymentWatch
 	// bg holds the goroutines Run waits for before it returns.
 	bg sync.WaitGroup
 }
@@ -90,8 +91,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func clients(rc *rest.Config) (kubernetes.Interface, dynamic.Interface, error) {
 	rc = rest.CopyConfig(rc)
 	// client-go's default (5 requests/s) would make pruning an extension of a
-	// dozen objects take seconds.
-	rc.QPS, rc.Burst = 50, 100
+	// dozen objects take seconds, and a burst of submitted jobs costs about
+	// eight requests each over its life (jobs.go).
+	rc.QPS, rc.Burst = 200, 400
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, nil, err

@@ -64,26 +64,21 @@ func (a *Agent) apply(ctx context.Context, cs changeSet) (retry map[api.ObjectRe
 	}
 	// Jobs after extensions: the one that installs the TrainingJob CRD may
 	// be in the same answer.
-	for ref, o := range cs.changed {
-		if o.Kind != api.KindJob {
-			continue
-		}
-		if err := a.applyJob(ctx, o.ID, o.Job); err != nil {
-			a.log.Error("apply job", "job", o.ID, "err", err)
-			if !errors.Is(err, errBadJob) {
-				retry[ref] = true
-			}
-		}
+	for ref := range a.applyJobs(ctx, cs.changed) {
+		retry[ref] = true
 	}
-	for ref, o := range cs.deleted {
-		if o.Kind != api.KindJob {
-			continue
-		}
-		if err := a.deleteJob(ctx, o.ID, o.Job); err != nil {
-			// Retried as after a reset (see syncLoop): pruneOrphanJobs finds it.
-			a.log.Error("delete job", "job", o.ID, "err", err)
-			retry[ref] = true
-		}
+	// Retried as after a reset (see syncLoop): pruneOrphanJobs finds them.
+	for ref := range a.deleteJobs(ctx, cs.deleted) {
+		retry[ref] = true
+	}
+	// Endpoints and deployments after extensions too (the one that
+	// installs their CRDs may be in the same answer); a failed deletion is
+	// retried as after a reset: pruneOrphanInference finds it.
+	for ref := range a.applyInference(ctx, cs.changed) {
+		retry[ref] = true
+	}
+	for ref := range a.deleteInference(ctx, cs.deleted) {
+		retry[ref] = true
 	}
 	for ref, o := range cs.deleted {
 		if o.Kind != api.KindExtension || o.Extension == nil {
@@ -113,6 +108,10 @@ func (a *Agent) apply(ctx context.Context, cs changeSet) (retry map[api.ObjectRe
 		if err := a.pruneOrphanJobs(ctx); err != nil {
 			a.log.Error("prune deleted jobs", "err", err)
 			retry[api.ObjectRef{Kind: api.KindJob}] = true
+		}
+		if err := a.pruneOrphanInference(ctx); err != nil {
+			a.log.Error("prune deleted endpoints and deployments", "err", err)
+			retry[api.ObjectRef{Kind: api.KindOnlineDeployment}] = true
 		}
 	}
 	return retry

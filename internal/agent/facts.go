@@ -46,6 +46,7 @@ func (a *Agent) facts(ctx context.Context) api.ClusterFacts {
 		}
 	}
 	f.InstanceTypes = a.instanceTypes(ctx)
+	f.InferenceRouter = a.inferenceRouter(ctx)
 	nodes, err := a.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return f

@@ -28,6 +28,7 @@ import (
 
 	"outpost.dev/outpost/api"
 	trainingv1 "outpost.dev/outpost/api/training/v1alpha1"
+	"outpost.dev/outpost/internal/training"
 )
 
 // A job the workspace sends becomes a TrainingJob in its compute's
@@ -169,11 +170,93 @@ var errBadJob = errors.New("bad job")
 var errNoTrainingJobs = fmt.Errorf("the cluster does not serve %s (%s): the ML extension with enableTraining=True installs it",
 	trainingv1.Kind, trainingv1.GroupVersion)
 
+// jobWorkers bounds the jobs applied or deleted at once: a burst of
+// submissions arrives as one sync answer, which one job at a time would
+// turn into a queue of round trips to the API server.
+const jobWorkers = 8
+
+// applyJobs applies the jobs among changed, jobWorkers at a time, and
+// returns those to apply again later.
+func (a *Agent) applyJobs(ctx context.Context, changed map[api.ObjectRef]api.DesiredObject) map[api.ObjectRef]bool {
+	return a.eachJob(ctx, changed, func(ref api.ObjectRef, o api.DesiredObject) bool {
+		err := a.applyJob(ctx, o.ID, o.Job)
+		if err == nil {
+			return false
+		}
+		a.log.Error("apply job", "job", o.ID, "err", err)
+		return !errors.Is(err, errBadJob)
+	})
+}
+
+// deleteJobs deletes the jobs among deleted, jobWorkers at a time, and
+// returns those whose deletion failed.
+func (a *Agent) deleteJobs(ctx context.Context, deleted map[api.ObjectRef]api.DesiredObject) map[api.ObjectRef]bool {
+	return a.eachJob(ctx, deleted, func(ref api.ObjectRef, o api.DesiredObject) bool {
+		err := a.deleteJob(ctx, o.ID, o.Job)
+		if err != nil {
+			a.log.Error("delete job", "job", o.ID, "err", err)
+		}
+		return err != nil
+	})
+}
+
+// eachJob runs do for every job of objs, jobWorkers at a time. A job's
+// objects are named after it, and objs holds each job once, so no two
+// workers touch the same objects.
+func (a *Agent) eachJob(ctx context.Context, objs map[api.ObjectRef]api.DesiredObject, do func(api.ObjectRef, api.DesiredObject) (retry bool)) map[api.ObjectRef]bool {
+	work := make(chan api.ObjectRef)
+	var mu sync.Mutex
+	retry := map[api.ObjectRef]bool{}
+	var wg sync.WaitGroup
+	for range jobWorkers {
+		wg.Go(func() {
+			for ref := range work {
+				if do(ref, objs[ref]) {
+					mu.Lock()
+					retry[ref] = true
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for ref, o := range objs {
+		if o.Kind == api.KindJob {
+			work <- ref
+		}
+	}
+	close(work)
+	wg.Wait()
+	return retry
+}
+
+// cachedJob is the TrainingJob the agent's informer holds under that name:
+// nil when it holds none, or has not listed them all yet (known false).
+func (a *Agent) cachedJob(namespace, name string) (live *unstructured.Unstructured, known bool) {
+	a.jobWatch.mu.Lock()
+	inf := a.jobWatch.informer
+	a.jobWatch.mu.Unlock()
+	if inf == nil || !inf.HasSynced() {
+		return nil, false
+	}
+	obj, ok, err := inf.GetStore().GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil, err == nil
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	return u, ok
+}
+
 // applyJob makes the TrainingJob and Secret of job object id, or brings
 // those there in line. A TrainingJob that exists is never made again (its
 // status is the operator's): only spec.cancel follows the workspace, the
 // rest of a job's spec never changes. Applying the same job twice changes
 // nothing.
+//
+// The informer's view replaces a read of the TrainingJob: one it lacks is
+// created (AlreadyExists, when it is behind, falls back to a read), and one
+// it has is checked as it shows it; its spec.cancel may lag, so a cancel
+// is patched again at worst. A new job costs three calls: its Secret, its
+// TrainingJob, its Secret's owner.
 func (a *Agent) applyJob(ctx context.Context, id string, j *api.DesiredJob) error {
 	if err := checkJob(j); err != nil {
 		return fmt.Errorf("%w: %w", errBadJob, err)
@@ -181,48 +264,73 @@ func (a *Agent) applyJob(ctx context.Context, id string, j *api.DesiredJob) erro
 	want := buildTrainingJob(id, j)
 	cr := want.Name
 	ri := a.dyn.Resource(trainingJobs).Namespace(j.Namespace)
-	live, err := ri.Get(ctx, cr, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		// The Secret first: the operator may start the job's pods as soon
-		// as the TrainingJob exists, and they need it.
-		if err := a.applyJobSecret(ctx, j, cr, nil); err != nil {
+	live, known := a.cachedJob(j.Namespace, cr)
+	if live == nil && known {
+		created, err := a.createJob(ctx, j, want)
+		switch {
+		case err == nil:
+			return a.applyJobSecret(ctx, j, cr, created)
+		case !apierrors.IsAlreadyExists(err):
 			return err
 		}
-		obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
-		if err != nil {
-			return fmt.Errorf("TrainingJob %s/%s: %w", j.Namespace, cr, err)
-		}
-		delete(obj, "status") // the operator's
-		live, err = ri.Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{FieldManager: fieldManager})
+	}
+	if live == nil {
+		var err error
+		live, err = ri.Get(ctx, cr, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			return fmt.Errorf("job %s: %w", j.Name, errNoTrainingJobs)
-		case err != nil:
-			// AlreadyExists included: whoever made it, the retry reads it.
-			return fmt.Errorf("create TrainingJob %s/%s: %w", j.Namespace, cr, err)
-		}
-		a.log.Info("created job", "job", j.Name, "namespace", j.Namespace, "trainingJob", cr)
-	case err != nil:
-		return fmt.Errorf("read TrainingJob %s/%s: %w", j.Namespace, cr, err)
-	default:
-		if other := jobIDOf(live); other != id {
-			if live.GetDeletionTimestamp() != nil {
-				return fmt.Errorf("job %s: TrainingJob %s/%s of an earlier job of that name is still being deleted", j.Name, j.Namespace, cr)
-			}
-			return fmt.Errorf("job %s: TrainingJob %s/%s exists already for another job (%q)", j.Name, j.Namespace, cr, other)
-		}
-		cancel, found, err := unstructured.NestedBool(live.Object, "spec", "cancel")
-		if err != nil || (found && cancel) != j.Cancel {
-			patch := fmt.Appendf(nil, `{"spec":{"cancel":%t}}`, j.Cancel)
-			live, err = ri.Patch(ctx, cr, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+			created, err := a.createJob(ctx, j, want)
 			if err != nil {
-				return fmt.Errorf("set cancel=%t on TrainingJob %s/%s: %w", j.Cancel, j.Namespace, cr, err)
+				return err // AlreadyExists included: whoever made it, the retry reads it.
 			}
-			a.log.Info("job cancel", "job", j.Name, "cancel", j.Cancel)
+			return a.applyJobSecret(ctx, j, cr, created)
+		case err != nil:
+			return fmt.Errorf("read TrainingJob %s/%s: %w", j.Namespace, cr, err)
 		}
 	}
+	if other := jobIDOf(live); other != id {
+		if live.GetDeletionTimestamp() != nil {
+			return fmt.Errorf("job %s: TrainingJob %s/%s of an earlier job of that name is still being deleted", j.Name, j.Namespace, cr)
+		}
+		return fmt.Errorf("job %s: TrainingJob %s/%s exists already for another job (%q)", j.Name, j.Namespace, cr, other)
+	}
+	cancel, found, err := unstructured.NestedBool(live.Object, "spec", "cancel")
+	if err != nil || (found && cancel) != j.Cancel {
+		patch := fmt.Appendf(nil, `{"spec":{"cancel":%t}}`, j.Cancel)
+		live, err = ri.Patch(ctx, cr, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+		if err != nil {
+			return fmt.Errorf("set cancel=%t on TrainingJob %s/%s: %w", j.Cancel, j.Namespace, cr, err)
+		}
+		a.log.Info("job cancel", "job", j.Name, "cancel", j.Cancel)
+	}
 	return a.applyJobSecret(ctx, j, cr, live)
+}
+
+// createJob creates the job's Secret, then its TrainingJob; the Secret
+// first, because the operator may start the job's pods as soon as the
+// TrainingJob exists, and they need it. The Secret gets its owner once the
+// TrainingJob has a UID.
+func (a *Agent) createJob(ctx context.Context, j *api.DesiredJob, want *trainingv1.TrainingJob) (*unstructured.Unstructured, error) {
+	cr := want.Name
+	if err := a.applyJobSecret(ctx, j, cr, nil); err != nil {
+		return nil, err
+	}
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
+	if err != nil {
+		return nil, fmt.Errorf("TrainingJob %s/%s: %w", j.Namespace, cr, err)
+	}
+	delete(obj, "status") // the operator's
+	live, err := a.dyn.Resource(trainingJobs).Namespace(j.Namespace).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{FieldManager: fieldManager})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("job %s: %w", j.Name, errNoTrainingJobs)
+	case apierrors.IsAlreadyExists(err):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("create TrainingJob %s/%s: %w", j.Namespace, cr, err)
+	}
+	a.log.Info("created job", "job", j.Name, "namespace", j.Namespace, "trainingJob", cr)
+	return live, nil
 }
 
 // applyJobSecret applies the job's Secret, owned by its TrainingJob owner
@@ -248,27 +356,48 @@ func jobIDOf(u *unstructured.Unstructured) string {
 
 // deleteJob deletes the TrainingJob of job object id; its pods and Secret
 // follow by their owner references. The Secret is deleted too, in case the
-// TrainingJob never came to own it (its CRD was missing).
+// TrainingJob never came to own it (its CRD was missing). The informer's
+// view replaces a read of the TrainingJob when it has it.
 func (a *Agent) deleteJob(ctx context.Context, id string, j *api.DesiredJob) error {
 	if j == nil || j.Name == "" || j.Namespace == "" {
 		return nil // never applied: checkJob refused it
 	}
 	cr := crName(j.Name)
 	ri := a.dyn.Resource(trainingJobs).Namespace(j.Namespace)
-	live, err := ri.Get(ctx, cr, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err): // gone, or the cluster does not serve TrainingJobs
-	case err != nil:
-		return fmt.Errorf("read TrainingJob %s/%s: %w", j.Namespace, cr, err)
-	case jobIDOf(live) != id:
-		return nil // another job's, Secret included
-	default:
-		if err := deleted(ri.Delete(ctx, cr, deleteOptions(live.GetUID()))); err != nil {
+	done := false
+	if live, _ := a.cachedJob(j.Namespace, cr); live != nil && jobIDOf(live) == id {
+		err := ri.Delete(ctx, cr, deleteOptions(live.GetUID()))
+		switch {
+		case err == nil:
+			a.log.Info("deleted job", "job", j.Name, "namespace", j.Namespace, "trainingJob", cr)
+			if err := a.deleteJobPods(ctx, j, cr, live.GetUID()); err != nil {
+				return err
+			}
+			done = true
+		case apierrors.IsNotFound(err):
+			done = true
+		case apierrors.IsConflict(err):
+			// The informer is behind: another TrainingJob has that name now.
+		default:
 			return fmt.Errorf("delete TrainingJob %s/%s: %w", j.Namespace, cr, err)
 		}
-		a.log.Info("deleted job", "job", j.Name, "namespace", j.Namespace, "trainingJob", cr)
-		if err := a.deleteJobPods(ctx, j.Namespace, cr, live.GetUID()); err != nil {
-			return err
+	}
+	if !done {
+		live, err := ri.Get(ctx, cr, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err): // gone, or the cluster does not serve TrainingJobs
+		case err != nil:
+			return fmt.Errorf("read TrainingJob %s/%s: %w", j.Namespace, cr, err)
+		case jobIDOf(live) != id:
+			return nil // another job's, Secret included
+		default:
+			if err := deleted(ri.Delete(ctx, cr, deleteOptions(live.GetUID()))); err != nil {
+				return fmt.Errorf("delete TrainingJob %s/%s: %w", j.Namespace, cr, err)
+			}
+			a.log.Info("deleted job", "job", j.Name, "namespace", j.Namespace, "trainingJob", cr)
+			if err := a.deleteJobPods(ctx, j, cr, live.GetUID()); err != nil {
+				return err
+			}
 		}
 	}
 	s, err := a.kube.CoreV1().Secrets(j.Namespace).Get(ctx, jobSecretName(cr), metav1.GetOptions{})
@@ -290,17 +419,24 @@ func (a *Agent) deleteJob(ctx context.Context, id string, j *api.DesiredJob) err
 // collector would, but it learns of a kind added after it started (the
 // TrainingJob CRD comes with the extension) only at its next discovery
 // resync, up to half a minute later: finished pods would linger until then.
-func (a *Agent) deleteJobPods(ctx context.Context, namespace, cr string, owner types.UID) error {
-	pods, err := a.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: trainingv1.LabelJob + "=" + cr})
-	if err != nil {
-		return fmt.Errorf("list pods of TrainingJob %s/%s: %w", namespace, cr, err)
-	}
-	for _, p := range pods.Items {
-		if c := metav1.GetControllerOf(&p); c == nil || c.UID != owner {
+// The pods are read by name (the operator names them <job>-<instance>), not
+// listed: a list by label costs the API server every pod of the namespace.
+func (a *Agent) deleteJobPods(ctx context.Context, j *api.DesiredJob, cr string, owner types.UID) error {
+	pods := a.kube.CoreV1().Pods(j.Namespace)
+	for i := range max(j.InstanceCount, 1) {
+		name := training.PodName(cr, i)
+		p, err := pods.Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return fmt.Errorf("read pod %s/%s: %w", j.Namespace, name, err)
+		}
+		if c := metav1.GetControllerOf(p); c == nil || c.UID != owner {
 			continue // another job's that reuses the name
 		}
-		if err := deleted(a.kube.CoreV1().Pods(namespace).Delete(ctx, p.Name, deleteOptions(p.UID))); err != nil {
-			return fmt.Errorf("delete pod %s/%s: %w", namespace, p.Name, err)
+		if err := deleted(pods.Delete(ctx, p.Name, deleteOptions(p.UID))); err != nil {
+			return fmt.Errorf("delete pod %s/%s: %w", j.Namespace, p.Name, err)
 		}
 	}
 	return nil

@@ -6,10 +6,12 @@ import (
 	"sort"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
@@ -157,8 +159,22 @@ func (a *Agent) workloadProblem(ctx context.Context, workload *unstructured.Unst
 	if err != nil {
 		return "" // the workload's own status still says it is not ready
 	}
+	current := func(*corev1.Pod) bool { return true }
+	if workload.GetKind() == "Deployment" {
+		hash, ok := a.currentTemplateHash(ctx, workload, sel)
+		if !ok {
+			return "" // not rolled out to a ReplicaSet yet: nothing to blame
+		}
+		current = func(p *corev1.Pod) bool { return p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash }
+	}
 	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
 	for _, p := range pods.Items {
+		if !current(&p) {
+			// A pod of an earlier revision that a rolling update is
+			// replacing (one that could not be scheduled under the old
+			// settings, say) is not the new settings' fault.
+			continue
+		}
 		if why := podProblem(&p); why != "" {
 			return "pod " + p.Name + ": " + why
 		}
@@ -201,4 +217,30 @@ func podProblem(p *corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// currentTemplateHash is the pod-template-hash of a Deployment's ReplicaSet
+// of its current revision: the pods the Deployment's spec asks for now.
+func (a *Agent) currentTemplateHash(ctx context.Context, d *unstructured.Unstructured, sel labels.Selector) (string, bool) {
+	const revision = "deployment.kubernetes.io/revision"
+	want := d.GetAnnotations()[revision]
+	observed, _, _ := unstructured.NestedInt64(d.Object, "status", "observedGeneration")
+	if want == "" || observed < d.GetGeneration() {
+		// The controller has not seen the latest spec yet: its revision
+		// annotation still names the previous ReplicaSet.
+		return "", false
+	}
+	rss, err := a.kube.AppsV1().ReplicaSets(d.GetNamespace()).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		// As for the pods: the Deployment's own status still says it is
+		// not ready, and the next evaluation asks again.
+		return "", false
+	}
+	for _, rs := range rss.Items {
+		if owner := metav1.GetControllerOf(&rs); owner != nil && owner.UID == d.GetUID() && rs.Annotations[revision] == want {
+			h := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+			return h, h != ""
+		}
+	}
+	return "", false
 }

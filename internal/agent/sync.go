@@ -149,6 +149,7 @@ func (a *Agent) report(ctx context.Context) api.AgentReport {
 		rep.Extensions = append(rep.Extensions, a.evaluate(ctx, e, outcomes[e.Name]))
 	}
 	rep.Jobs = a.jobReports(ctx)
+	rep.Deployments = a.deploymentReports(ctx)
 	return rep
 }
 
@@ -166,5 +167,6 @@ func changedSince(acked, full api.AgentReport) api.AgentReport {
 		}
 	}
 	rep.Jobs = changedJobs(acked.Jobs, full.Jobs)
+	rep.Deployments = changedDeployments(acked.Deployments, full.Deployments)
 	return rep
 }

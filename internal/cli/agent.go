@@ -56,5 +56,7 @@ func extensionComponentCmd() *cobra.Command {
 		return statusreporter.Run(cmd.Context(), kube, o)
 	}
 	cmd.AddCommand(sr, trainingOperatorCmd())
+	cmd.AddCommand(inferenceRouterCmd())
+	cmd.AddCommand(inferenceOperatorCmd())
 	return cmd
 }

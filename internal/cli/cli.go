@@ -78,7 +78,7 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.AddCommand(versionCmd(), clusterCmd(), nodeCmd(), workspaceCmd(), loginCmd(), connectedk8sCmd(),
-		k8sExtensionCmd(), mlCmd(), agentCmd(), extensionComponentCmd(), jobCmd())
+		k8sExtensionCmd(), mlCmd(), agentCmd(), extensionComponentCmd(), jobCmd(), scoreCmd())
 	return root
 }
 

@@ -146,6 +146,6 @@ func mlCmd() *cobra.Command {
 		return nil
 	}
 	compute.AddCommand(attach, show, list, detach)
-	ml.AddCommand(compute, mlJobCmd(), mlEnvironmentCmd(), mlDataCmd(), mlWorkspaceCmd())
+	ml.AddCommand(compute, mlJobCmd(), mlEnvironmentCmd(), mlDataCmd(), mlWorkspaceCmd(), mlModelCmd(), mlOnlineEndpointCmd(), mlOnlineDeploymentCmd())
 	return ml
 }

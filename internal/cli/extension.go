@@ -28,6 +28,8 @@ var multiValueFlags = map[string]bool{
 	"--user-assigned-identities": true,
 	// az's --set takes several expressions too: --set a=1 b=2.
 	"--set": true, "--remove": true,
+	// --traffic blue=90 green=10, unquoted.
+	"--traffic": true, "--mirror-traffic": true,
 }
 
 func rewriteMultiValue(args []string) []string {

@@ -97,6 +97,8 @@ func Render(s Settings, o RenderOptions) ([]*unstructured.Unstructured, error) {
 		r.trainingOperator()
 	}
 	if s.EnableInference {
+		r.crds = append(r.crds, r.onlineEndpointCRD(), r.onlineDeploymentCRD())
+		r.inferenceOperator()
 		r.router()
 	}
 	if s.InstallNvidiaDevicePlugin {
@@ -371,6 +373,7 @@ func (r *renderer) routerReplicas() int {
 func (r *renderer) router() {
 	s := r.s
 	r.serviceAccount(routerName)
+	r.routerRBAC()
 
 	typ := s.InferenceRouterServiceType
 	if typ == "" {
@@ -408,6 +411,7 @@ func (r *renderer) router() {
 		ObjectMeta: r.meta(RouterConfigName),
 		Data:       cfg,
 	})
+	r.routerDeployment(map[string]string{RouterConfigHTTPS: cfg[RouterConfigHTTPS], RouterConfigTLSSecret: cfg[RouterConfigTLSSecret]})
 
 	meta := r.meta(routerName)
 	if typ == LoadBalancer && s.InternalLoadBalancerProvider == "azure" {

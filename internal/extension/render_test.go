@@ -29,10 +29,11 @@ var (
 	}
 	reporterSA = "ServiceAccount/cluster-status-reporter"
 	// inferenceHead: inference only, no TrainingJobs.
-	inferenceHead = objList(baseHead, reporterSA)
-	// trainingHead: with training, whatever else is on.
-	trainingHead = objList(baseHead, "CustomResourceDefinition/trainingjobs.training.outpost.dev",
-		reporterSA, "ServiceAccount/training-operator")
+	inferenceHead = head(false, true)
+	// trainingHead: training only.
+	trainingHead = head(true, false)
+	// bothHead: training and inference.
+	bothHead = head(true, true)
 	baseRBAC = []string{
 		"ClusterRole/" + testExt + "-cluster-status-reporter",
 		"ClusterRoleBinding/" + testExt + "-cluster-status-reporter",
@@ -44,8 +45,40 @@ var (
 		"ClusterRole/" + testExt + "-training-operator",
 		"ClusterRoleBinding/" + testExt + "-training-operator",
 	}
-	operatorID = "Deployment/training-operator"
+	operatorID    = "Deployment/training-operator"
+	inferenceRBAC = []string{
+		"ClusterRole/" + testExt + "-inference-operator",
+		"ClusterRoleBinding/" + testExt + "-inference-operator",
+		"ClusterRole/" + testExt + "-azureml-fe",
+		"ClusterRoleBinding/" + testExt + "-azureml-fe",
+		"Role/azureml-fe",
+		"RoleBinding/azureml-fe",
+	}
+	inferenceOperatorID = "Deployment/inference-operator"
+	routerID            = "Deployment/azureml-fe"
+	inferenceWorkloads  = []string{inferenceOperatorID, routerID}
 )
+
+// head is what every install has before its RBAC, in apply order: the
+// namespace, the CRDs, the service accounts.
+func head(training, inference bool) []string {
+	out := slices.Clone(baseHead)
+	if training {
+		out = append(out, "CustomResourceDefinition/trainingjobs.training.outpost.dev")
+	}
+	if inference {
+		out = append(out, "CustomResourceDefinition/onlineendpoints.inference.outpost.dev",
+			"CustomResourceDefinition/onlinedeployments.inference.outpost.dev")
+	}
+	out = append(out, reporterSA)
+	if training {
+		out = append(out, "ServiceAccount/training-operator")
+	}
+	if inference {
+		out = append(out, "ServiceAccount/inference-operator", "ServiceAccount/azureml-fe")
+	}
+	return out
+}
 
 func objList(parts ...any) []string {
 	var out []string
@@ -128,8 +161,6 @@ type renderCase struct {
 	check func(t *testing.T, objs []*unstructured.Unstructured)
 }
 
-var inferenceObjs = []string{"ServiceAccount/azureml-fe"}
-
 var renderCases = []renderCase{
 	{
 		name: "training only",
@@ -209,7 +240,7 @@ var renderCases = []renderCase{
 	{
 		name: "inference over HTTP behind a load balancer",
 		s:    httpInference(),
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			svc := routerService(t, objs)
 			if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
@@ -232,8 +263,8 @@ var renderCases = []renderCase{
 		name: "HTTPS with PEMs",
 		s: Settings{EnableInference: true, EnableTraining: true, InferenceRouterServiceType: LoadBalancer,
 			SSLCertPEM: testCertPEM, SSLKeyPEM: testKeyPEM, SSLCname: "scoring.example.com"},
-		want: objList(trainingHead, inferenceObjs, baseRBAC, trainingRBAC, "Secret/azureml-fe-tls", "ConfigMap/azureml-fe-config",
-			reporterID, operatorID, "Service/azureml-fe"),
+		want: objList(bothHead, baseRBAC, trainingRBAC, inferenceRBAC, "Secret/azureml-fe-tls", "ConfigMap/azureml-fe-config",
+			reporterID, operatorID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			sec := asTyped[corev1.Secret](t, findObj(t, objs, "Secret/azureml-fe-tls"))
 			if sec.Type != corev1.SecretTypeTLS || string(sec.Data["tls.crt"]) != string(testCertPEM) ||
@@ -251,7 +282,7 @@ var renderCases = []renderCase{
 	{
 		name: "HTTPS with an existing secret",
 		s:    Settings{EnableInference: true, InferenceRouterServiceType: LoadBalancer, SSLSecret: "my-tls"},
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			wantServicePort(t, routerService(t, objs), "https", 443, 9443)
 			if got := routerConfig(t, objs)["tlsSecret"]; got != "my-tls" {
@@ -262,7 +293,7 @@ var renderCases = []renderCase{
 	{
 		name: "NodePort",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InferenceRouterServiceType = NodePort }),
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			svc := routerService(t, objs)
 			if svc.Spec.Type != corev1.ServiceTypeNodePort || svc.Spec.Ports[0].NodePort != 0 {
@@ -276,7 +307,7 @@ var renderCases = []renderCase{
 	{
 		name: "ClusterIP",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InferenceRouterServiceType = ClusterIP }),
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if typ := routerService(t, objs).Spec.Type; typ != corev1.ServiceTypeClusterIP {
 				t.Errorf("type = %s", typ)
@@ -286,7 +317,7 @@ var renderCases = []renderCase{
 	{
 		name: "internal Azure load balancer",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InternalLoadBalancerProvider = "azure" }),
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			want := map[string]string{"service.beta.kubernetes.io/azure-load-balancer-internal": "true"}
 			if got := routerService(t, objs).Annotations; !reflect.DeepEqual(got, want) {
@@ -298,7 +329,7 @@ var renderCases = []renderCase{
 		name: "HA on one node runs one router",
 		s:    httpInference(),
 		o:    RenderOptions{Name: testExt, Image: "outpost:v0.1.0", NodeCount: 1},
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if got := routerConfig(t, objs)["replicas"]; got != "1" {
 				t.Errorf("replicas = %s, want 1", got)
@@ -309,7 +340,7 @@ var renderCases = []renderCase{
 		name: "HA on three nodes runs three routers",
 		s:    httpInference(),
 		o:    RenderOptions{Name: testExt, Image: "outpost:v0.1.0", NodeCount: 3},
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if got := routerConfig(t, objs)["replicas"]; got != "3" {
 				t.Errorf("replicas = %s, want 3", got)
@@ -320,7 +351,7 @@ var renderCases = []renderCase{
 		name: "no HA on many nodes runs one router",
 		s:    withSettings(httpInference(), func(s *Settings) { s.InferenceRouterHA = false }),
 		o:    RenderOptions{Name: testExt, Image: "outpost:v0.1.0", NodeCount: 10},
-		want: objList(inferenceHead, inferenceObjs, baseRBAC, "ConfigMap/azureml-fe-config", reporterID, "Service/azureml-fe"),
+		want: objList(inferenceHead, baseRBAC, inferenceRBAC, "ConfigMap/azureml-fe-config", reporterID, inferenceWorkloads, "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if got := routerConfig(t, objs)["replicas"]; got != "1" {
 				t.Errorf("replicas = %s, want 1", got)
@@ -366,10 +397,10 @@ var renderCases = []renderCase{
 		s: withSettings(httpInference(), func(s *Settings) {
 			s.OpenShift, s.EnableTraining, s.InstallNvidiaDevicePlugin = true, true, true
 		}),
-		want: objList(trainingHead, inferenceObjs, baseRBAC, trainingRBAC, "SecurityContextConstraints/"+testExt+"-azureml",
-			"ConfigMap/azureml-fe-config", reporterID, operatorID, "DaemonSet/nvidia-device-plugin-daemonset", "Service/azureml-fe"),
+		want: objList(bothHead, baseRBAC, trainingRBAC, inferenceRBAC, "SecurityContextConstraints/"+testExt+"-azureml",
+			"ConfigMap/azureml-fe-config", reporterID, operatorID, inferenceWorkloads, "DaemonSet/nvidia-device-plugin-daemonset", "Service/azureml-fe"),
 		check: func(t *testing.T, objs []*unstructured.Unstructured) {
-			wantSCCUsers(t, objs, "azureml-fe", "cluster-status-reporter", "default", "training-operator")
+			wantSCCUsers(t, objs, "azureml-fe", "cluster-status-reporter", "default", "inference-operator", "training-operator")
 			scc := findObj(t, objs, "SecurityContextConstraints/"+testExt+"-azureml")
 			if scc.GetAPIVersion() != "security.openshift.io/v1" {
 				t.Errorf("apiVersion = %s", scc.GetAPIVersion())
@@ -584,8 +615,7 @@ func TestComponents(t *testing.T) {
 		want []string
 	}{
 		{"training", Settings{EnableTraining: true}, []string{"cluster-status-reporter", "training-operator"}},
-		// No router Deployment until the router exists.
-		{"inference", httpInference(), []string{"cluster-status-reporter"}},
+		{"inference", httpInference(), []string{"cluster-status-reporter", "inference-operator", "azureml-fe"}},
 		{"device plugin", Settings{EnableTraining: true, InstallNvidiaDevicePlugin: true},
 			[]string{"cluster-status-reporter", "training-operator", "nvidia-device-plugin-daemonset"}},
 	} {

@@ -28,6 +28,10 @@ type shipper struct {
 	api  *jobAPI
 	file string // e.g. user_logs/std_log.txt
 	warn func(format string, args ...any)
+	// start is where this log begins in the workspace's file: 0, or the
+	// size it had already (a restarted scoring server's log follows the
+	// one before).
+	start int64
 
 	mu       sync.Mutex
 	local    *os.File
@@ -49,6 +53,12 @@ type shipper struct {
 
 // newShipper starts shipping file; root/logs/<file> is the local copy.
 func newShipper(a *jobAPI, root, file string, warn func(string, ...any)) (*shipper, error) {
+	return newShipperAt(a, root, file, warn, 0)
+}
+
+// newShipperAt starts shipping file from offset start of the workspace's
+// file.
+func newShipperAt(a *jobAPI, root, file string, warn func(string, ...any), start int64) (*shipper, error) {
 	p := filepath.Join(root, "logs", filepath.FromSlash(file))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, err
@@ -58,7 +68,7 @@ func newShipper(a *jobAPI, root, file string, warn func(string, ...any)) (*shipp
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &shipper{api: a, file: file, warn: warn, local: f, memLimit: memLimit, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	s := &shipper{api: a, file: file, warn: warn, start: start, local: f, memLimit: memLimit, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	go s.loop(ctx)
 	return s, nil
 }
@@ -152,7 +162,8 @@ func (s *shipper) loop(ctx context.Context) {
 	// off is where in the local log the next append starts; base is where
 	// the workspace's file stood when this log began (0 unless it held
 	// something already, which a 409 reveals).
-	var off, base int64
+	var off int64
+	base := s.start
 	wait := backoffFirst
 	for {
 		for {

@@ -4,7 +4,7 @@
 // local process, sends the processes' output to the workspace as it comes,
 // uploads the outputs, and leaves a termination message saying how it
 // ended. `outpost job install` puts the binary where the job's image can
-// run it (the pod's shared volume), whatever that image holds.
+// run it, whatever that image holds (see package wrapper).
 //
 // Outputs of a job of several instances: every instance uploads its own
 // outputs folders and ./outputs to the same datastore paths, each as one
@@ -31,6 +31,7 @@ import (
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/artifacts"
 	"outpost.dev/outpost/internal/jobspec"
+	"outpost.dev/outpost/internal/wrapper"
 )
 
 // flushOnCancel bounds sending the rest of the logs once the job is
@@ -41,55 +42,8 @@ var flushOnCancel = 10 * time.Second
 // before its command could say: a process ended by SIGTERM.
 const exitCanceled = 128 + int(syscall.SIGTERM)
 
-// Install copies the running binary to dst (mode 0755): written aside in
-// dst's folder and renamed into place, so that a job container never
-// starts a half-written file.
-func Install(dst string) error {
-	// /proc/self/exe opens the running binary even where its path is not
-	// visible: on the local node the outpost image runs the host's binary,
-	// whose folder (under /tmp, say) the container's own /tmp hides.
-	src, err := os.Open("/proc/self/exe")
-	if err != nil {
-		self, xerr := os.Executable()
-		if xerr != nil {
-			return fmt.Errorf("finding the running binary: %w", xerr)
-		}
-		if src, err = os.Open(self); err != nil {
-			return err
-		}
-	}
-	defer src.Close()
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("installing %s: %w", dst, err)
-	}
-	if _, err := io.Copy(tmp, src); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Chmod(0o755); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("installing %s: %w", dst, err)
-	}
-	return nil
-}
+// Install is `outpost job install DST`: see wrapper.Install.
+func Install(dst string) error { return wrapper.Install(dst, os.Stderr) }
 
 // Run runs the job of this pod and returns the exit code: the command's
 // (the first process to fail, when there are several), or 1 when the
@@ -98,6 +52,11 @@ func Install(dst string) error {
 // processes get the wrapper's own environment, less the job's credentials.
 // SIGTERM and SIGINT, like ctx ending, stop the processes.
 func Run(ctx context.Context, env func(string) string, stdout, stderr io.Writer) int {
+	if err := wrapper.Hold(); err != nil {
+		// Only an install of another outpost binary on this node, while
+		// the job runs, could then remove the wrapper's copy.
+		fmt.Fprintf(stderr, "outpost job run: %v\n", err)
+	}
 	return run(ctx, env, os.Environ, stdout, stderr)
 }
 

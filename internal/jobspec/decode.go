@@ -205,6 +205,10 @@ var (
 	inputType  = reflect.TypeFor[api.Input]()
 	envRefType = reflect.TypeFor[api.EnvironmentRef]()
 	envType    = reflect.TypeFor[api.Environment]()
+	// A deployment's model: a reference or an inline model, as an
+	// environment is.
+	modelRefType = reflect.TypeFor[api.ModelRef]()
+	modelType    = reflect.TypeFor[api.Model]()
 )
 
 // check compares a decoded value with the Go type it is bound for,
@@ -235,6 +239,15 @@ func check(t reflect.Type, v any, path string, errs *[]error) any {
 			return checkStruct(envType, v, path, errs)
 		}
 		*errs = append(*errs, fieldErr(path, "must be a reference (azureml:NAME:VERSION, azureml:NAME@latest) or an inline environment (image: ...), not %s", kind(v)))
+		return v
+	case modelRefType:
+		switch v := v.(type) {
+		case string:
+			return v
+		case *object:
+			return checkStruct(modelType, v, path, errs)
+		}
+		*errs = append(*errs, fieldErr(path, "must be a reference (azureml:NAME:VERSION, azureml:NAME@latest) or an inline model (path: ...), not %s", kind(v)))
 		return v
 	}
 	switch t.Kind() {

@@ -56,6 +56,9 @@ type podWorker struct {
 	reason, message string
 
 	stop chan time.Duration
+	// ended is closed once no container of the pod runs or will run
+	// again (or the pod stops before that).
+	ended chan struct{}
 	// specChanged is poked when the pod's spec may have changed (its
 	// activeDeadlineSeconds may be shortened while it runs).
 	specChanged chan struct{}
@@ -79,7 +82,7 @@ type ctrState struct {
 
 func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
 	w := &podWorker{a: a, ref: podstatus.RefOf(pod), namespace: pod.Namespace, name: pod.Name, pod: pod,
-		dir: filepath.Join(a.cfg.Dir, "pods", string(pod.UID)), stop: make(chan time.Duration, 1), specChanged: make(chan struct{}, 1)}
+		dir: filepath.Join(a.cfg.Dir, "pods", string(pod.UID)), stop: make(chan time.Duration, 1), ended: make(chan struct{}), specChanged: make(chan struct{}, 1)}
 	// As the kubelet: behind init containers, every container waits as
 	// PodInitializing until it starts.
 	waiting := "ContainerCreating"
@@ -160,7 +163,7 @@ func (w *podWorker) run(parent context.Context) {
 	w.warnIgnoredSecurity()
 
 	grace := time.Duration(-1)
-	stopped := make(chan struct{})
+	stopped := w.ended
 	var ctrs sync.WaitGroup
 	if pod.DeletionTimestamp != nil {
 		// Deleted while the node agent was away: nothing of it starts again,

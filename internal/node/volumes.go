@@ -41,7 +41,10 @@ func (w *podWorker) volumeOptions() volume.Options {
 // once, and each changed volume is switched to its new contents atomically.
 // A volume whose source cannot be read keeps its contents; the failure is
 // reported as a FailedMount event when it first happens (and again when it
-// changes), not every volumeResync.
+// changes), not every volumeResync. It stops once the pod's containers have
+// all ended: no one reads the volumes then, and a finished pod may wait for
+// its deletion for long (a Job's keeps its pods), each refresh a read of
+// every ConfigMap and Secret it mounts.
 func (w *podWorker) refreshVolumes(ctx context.Context) {
 	last := w.snapshot()
 	if !hasAPIVolumes(last) {
@@ -55,6 +58,8 @@ func (w *podWorker) refreshVolumes(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-w.ended:
 			return
 		case <-resync.C:
 		case <-meta.C:

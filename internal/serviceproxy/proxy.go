@@ -274,21 +274,39 @@ func (p *Proxy) listen(ctx context.Context, addr string, t target) {
 	p.wg.Go(func() { p.serve(ctx, l) })
 }
 
-// publishIngress gives a LoadBalancer service the node address as its
-// ingress, which is what a cloud controller would do, so tools waiting for an
-// external IP proceed. Services with a loadBalancerClass belong to another
+// publishIngress gives a LoadBalancer service an ingress address, which is
+// what a cloud controller would do, so tools waiting for an external IP
+// proceed. The address is the service's own cluster IP when that is a
+// loopback address (the local cluster's), where the proxy answers on the
+// service's ports, so ingress IP and port reach it as a cloud load
+// balancer's would; otherwise the node address, where it answers on the
+// node ports. Services with a loadBalancerClass belong to another
 // controller.
 func (p *Proxy) publishIngress(ctx context.Context, svc *corev1.Service) {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil || hasIngress(svc, p.nodeIP) {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil {
+		return
+	}
+	ip, byServicePort := p.nodeIP, false
+	if a, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil && loopback.Contains(a) {
+		ip, byServicePort = a.String(), true
+	}
+	if hasIngress(svc, ip) {
 		return
 	}
 	// Advertise the address only once it actually answers.
 	listening := false
 	for _, sp := range svc.Spec.Ports {
-		if !isTCP(sp) || sp.NodePort == 0 {
+		if !isTCP(sp) {
 			continue
 		}
-		if _, ok := p.listeners[hostPort(p.nodeIP, sp.NodePort)]; !ok {
+		addr := hostPort(ip, sp.Port)
+		if !byServicePort {
+			if sp.NodePort == 0 {
+				continue
+			}
+			addr = hostPort(ip, sp.NodePort)
+		}
+		if _, ok := p.listeners[addr]; !ok {
 			return
 		}
 		listening = true
@@ -302,10 +320,10 @@ func (p *Proxy) publishIngress(ctx context.Context, svc *corev1.Service) {
 		if err != nil {
 			return err
 		}
-		if cur.UID != svc.UID || cur.Spec.Type != corev1.ServiceTypeLoadBalancer || hasIngress(cur, p.nodeIP) {
+		if cur.UID != svc.UID || cur.Spec.Type != corev1.ServiceTypeLoadBalancer || hasIngress(cur, ip) {
 			return nil // changed under us; the next sync decides afresh
 		}
-		cur.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: p.nodeIP}}
+		cur.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
 		_, err = api.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})

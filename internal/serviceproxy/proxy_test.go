@@ -396,17 +396,20 @@ func TestServiceChangesMoveListeners(t *testing.T) {
 
 func TestLoadBalancerIngress(t *testing.T) {
 	tests := []struct {
-		name  string
-		class *string
-		want  []corev1.LoadBalancerIngress
+		name      string
+		class     *string
+		clusterIP string
+		want      []corev1.LoadBalancerIngress
 	}{
-		{"no class gets the node IP", nil, []corev1.LoadBalancerIngress{{IP: nodeIP}}},
-		{"another controller's class is left alone", new("example.com/lb"), nil},
+		{"no class gets the node IP", nil, "10.96.0.10", []corev1.LoadBalancerIngress{{IP: nodeIP}}},
+		{"a loopback cluster IP is its own ingress", nil, "127.77.0.30", []corev1.LoadBalancerIngress{{IP: "127.77.0.30"}}},
+		{"another controller's class is left alone", new("example.com/lb"), "10.96.0.10", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			np := freePort(t, nodeIP)
-			svc := service("lb", corev1.ServiceTypeLoadBalancer, "10.96.0.10", tcpPort("", 80, np))
+			port := freePort(t, "127.77.0.30")
+			svc := service("lb", corev1.ServiceTypeLoadBalancer, tt.clusterIP, tcpPort("", port, np))
 			svc.Spec.LoadBalancerClass = tt.class
 			r := start(t, svc)
 			waitFor(t, "listener", func() bool { return dialable(hostport(nodeIP, np)) })
@@ -423,6 +426,17 @@ func TestLoadBalancerIngress(t *testing.T) {
 				time.Sleep(200 * time.Millisecond) // give a wrong update time to land
 			}
 			waitFor(t, "ingress", check)
+			if len(got) == 1 {
+				// The advertised address answers on the service's port (or,
+				// on the node address, on the node port).
+				addr := hostport(got[0].IP, port)
+				if got[0].IP == nodeIP {
+					addr = hostport(nodeIP, np)
+				}
+				if !dialable(addr) {
+					t.Errorf("ingress %s does not answer", addr)
+				}
+			}
 		})
 	}
 }

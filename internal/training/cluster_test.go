@@ -41,6 +41,7 @@ import (
 	"outpost.dev/outpost/api/training/v1alpha1"
 	"outpost.dev/outpost/internal/clustertest"
 	"outpost.dev/outpost/internal/extension"
+	"outpost.dev/outpost/internal/wrapper"
 )
 
 func TestMain(m *testing.M) {
@@ -140,12 +141,18 @@ func setup() error {
 		return err
 	}
 
+	// The install containers run the cluster's outpost binary, not this
+	// test's.
+	key, err := wrapper.KeyOf(clustertest.Cluster.Outpost)
+	if err != nil {
+		return err
+	}
 	probe := freeAddr()
 	go func() {
 		cfg := rest.CopyConfig(clustertest.Cluster.REST)
 		cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + extension.Namespace + ":training-operator"}
 		err := Run(ctx, cfg, Options{
-			Image: "outpost:test", ProbeAddr: probe,
+			Image: "outpost:test", WrapperKey: key, ProbeAddr: probe,
 			Logger: slog.New(slog.NewTextHandler(&opLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		})
 		fmt.Fprintf(&opLog, "operator ended: %v\n", err)

@@ -17,11 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"outpost.dev/outpost/api"
 	amlarcv1alpha1 "outpost.dev/outpost/api/amlarc/v1alpha1"
 	"outpost.dev/outpost/api/training/v1alpha1"
 	"outpost.dev/outpost/internal/training/framework"
+	"outpost.dev/outpost/internal/wrapper"
 )
 
 const (
@@ -46,6 +48,9 @@ type placement struct {
 	nodes    []string
 	requests corev1.ResourceList // of one pod
 	plan     *podPlan            // nil when rebuilt from the status after a restart
+	// recorded: the job's status holds the admission (Starting, with
+	// the instances' nodes).
+	recorded bool
 }
 
 type reconciler struct {
@@ -55,15 +60,40 @@ type reconciler struct {
 	log    logr.Logger
 	now    func() time.Time
 
+	// wrapperKey names the nodes' copy of the image's binary (see
+	// Options.WrapperKey), and copies says which nodes hold it.
+	wrapperKey string
+	copies     *wrapper.Copies
+	// copyWrapper holds the namespaces whose policy refuses the nodes'
+	// copy: their pods copy the wrapper each (see run).
+	copyWrapper sync.Map
+
 	mu         sync.Mutex
 	placements map[types.NamespacedName]placement
+
+	// admitting serialises admission passes, which decide on one view of
+	// the cluster's room.
+	admitting sync.Mutex
+	// starts, when set, brings the jobs a pass admitted to their own
+	// reconcile, which creates their pods.
+	starts chan<- event.GenericEvent
 }
 
 func newReconciler(c client.Client, reader client.Reader, image string, log logr.Logger) *reconciler {
-	return &reconciler{client: c, reader: reader, image: image, log: log, now: time.Now, placements: map[types.NamespacedName]placement{}}
+	return &reconciler{client: c, reader: reader, image: image, log: log, now: time.Now, placements: map[types.NamespacedName]placement{},
+		copies: wrapper.NewCopies()}
 }
 
+// admissionPass is the request of a pass over every waiting job (see
+// requeuePending): no TrainingJob has an empty name.
+var admissionPass = ctrl.Request{}
+
 func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if req == admissionPass {
+		r.admitting.Lock()
+		defer r.admitting.Unlock()
+		return ctrl.Result{}, r.pass(ctx, nil)
+	}
 	var job v1alpha1.TrainingJob
 	if err := r.client.Get(ctx, req.NamespacedName, &job); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -95,12 +125,15 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		// Pods without a recorded admission: someone overwrote the status.
 		// The pods say where the instances run; a missing one is lost.
-		pl = placement{uid: job.UID, nodes: make([]string, job.Spec.InstanceCount)}
+		pl = placement{uid: job.UID, nodes: make([]string, job.Spec.InstanceCount), recorded: true}
 		for _, p := range owned {
 			if i := instanceOf(&job, p); i >= 0 {
 				pl.nodes[i] = p.Spec.NodeName
 			}
 		}
+	}
+	if !pl.recorded {
+		return r.start(ctx, &job, pl)
 	}
 	return r.run(ctx, &job, pl, owned)
 }
@@ -168,7 +201,7 @@ func (r *reconciler) placementOf(job *v1alpha1.TrainingJob) (placement, bool) {
 	if len(job.Status.Instances) != n || n == 0 {
 		return placement{}, false
 	}
-	pl = placement{uid: job.UID, nodes: make([]string, n)}
+	pl = placement{uid: job.UID, nodes: make([]string, n), recorded: true}
 	for i, in := range job.Status.Instances {
 		if in.Node == "" {
 			return placement{}, false
@@ -300,6 +333,16 @@ func prepare(job *v1alpha1.TrainingJob, image string, its []amlarcv1alpha1.Insta
 	}, nil
 }
 
+// prepare is prepare with the operator's image.
+func (r *reconciler) prepare(job *v1alpha1.TrainingJob, its []amlarcv1alpha1.InstanceType) (*podPlan, demand, error) {
+	plan, d, err := prepare(job, r.image, its)
+	if plan != nil {
+		plan.wrapperKey, plan.copies = r.wrapperKey, r.copies
+		_, plan.copyWrapper = r.copyWrapper.Load(job.Namespace)
+	}
+	return plan, d, err
+}
+
 func (r *reconciler) instanceTypes(ctx context.Context) ([]amlarcv1alpha1.InstanceType, error) {
 	var list amlarcv1alpha1.InstanceTypeList
 	if err := r.client.List(ctx, &list); err != nil {
@@ -317,53 +360,118 @@ func (r *reconciler) failPrepare(ctx context.Context, job *v1alpha1.TrainingJob,
 	return r.fail(ctx, job, ReasonInvalidSpec, err.Error())
 }
 
+// admit decides on a job that waits for admission, by a pass over every
+// waiting job; a pass that ran meanwhile may have admitted it already.
 func (r *reconciler) admit(ctx context.Context, job *v1alpha1.TrainingJob) (ctrl.Result, error) {
+	r.admitting.Lock()
+	pl, ok := r.placementOf(job)
+	var err error
+	if !ok {
+		err = r.pass(ctx, job)
+		pl, ok = r.placementOf(job)
+	}
+	r.admitting.Unlock()
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case !ok:
+		// Queued (or failed): the pass wrote why.
+		return ctrl.Result{RequeueAfter: queuedRecheck}, nil
+	}
+	return r.start(ctx, job, pl)
+}
+
+// pass decides, in queue order, for every job that waits for admission, on
+// one view of the cluster: each that fits takes its room, one that does
+// not waits without holding back the jobs behind it (see admit in
+// admission.go). One view for all of them keeps the work of a burst of
+// jobs, or of a burst of pods ending, proportional to the jobs rather than
+// to the jobs squared. The jobs admitted go to their own reconcile, which
+// starts them; for the job being reconciled (cur, nil for none) the
+// caller does. Errors of writing other jobs' status are logged: each job's
+// own recheck retries them. The caller holds r.admitting.
+func (r *reconciler) pass(ctx context.Context, cur *v1alpha1.TrainingJob) error {
 	its, err := r.instanceTypes(ctx)
 	if err != nil {
-		return ctrl.Result{}, err
-	}
-	plan, d, err := prepare(job, r.image, its)
-	if err != nil {
-		return ctrl.Result{}, r.failPrepare(ctx, job, err)
+		return err
 	}
 	cluster, err := r.cluster(ctx, its)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
-	ahead, err := r.ahead(ctx, job, its)
-	if err != nil {
-		return ctrl.Result{}, err
+	var jobs v1alpha1.TrainingJobList
+	// Read only: status writes go to copies.
+	if err := r.client.List(ctx, &jobs, client.UnsafeDisableDeepCopy); err != nil {
+		return err
 	}
-	v := admit(cluster, ahead, d)
-	switch {
-	case v.never != "":
-		return ctrl.Result{}, r.fail(ctx, job, ReasonUnschedulable, v.never)
-	case v.wait != "":
-		st := v1alpha1.TrainingJobStatus{Phase: api.ClusterJobQueued, Reason: ReasonUnschedulable, Message: v.wait}
-		return ctrl.Result{RequeueAfter: queuedRecheck}, r.setStatus(ctx, job, st)
+	var queue []*v1alpha1.TrainingJob
+	for i := range jobs.Items {
+		if j := &jobs.Items[i]; r.pending(j) {
+			queue = append(queue, j)
+		}
 	}
-	// Only now, once: a job that waits costs the API server nothing.
+	slices.SortFunc(queue, queueOrder)
+	var curErr error
+	for _, j := range queue {
+		isCur := cur != nil && j.UID == cur.UID
+		var err error
+		plan, d, perr := r.prepare(j, its)
+		if perr != nil {
+			err = r.failPrepare(ctx, j.DeepCopy(), perr)
+		} else {
+			switch v := place(cluster, d); {
+			case v.never != "":
+				err = r.fail(ctx, j.DeepCopy(), ReasonUnschedulable, v.never)
+			case v.wait != "":
+				st := v1alpha1.TrainingJobStatus{Phase: api.ClusterJobQueued, Reason: ReasonUnschedulable, Message: v.wait}
+				err = r.setStatus(ctx, j.DeepCopy(), st)
+			default:
+				r.remember(client.ObjectKeyFromObject(j), placement{uid: j.UID, nodes: v.nodes, requests: d.requests, plan: plan})
+				r.log.Info("job admitted", "job", describeJob(j), "nodes", v.nodes)
+				if !isCur && r.starts != nil {
+					select {
+					case r.starts <- event.GenericEvent{Object: &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name}}}:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+		}
+		switch {
+		case isCur:
+			curErr = err
+		case err != nil:
+			r.log.Error(err, "admission", "job", describeJob(j))
+		}
+	}
+	return curErr
+}
+
+// start records an admission in the job's status, then creates the job's
+// pods. The job's Secret is read only now, once: a job that waits costs the
+// API server nothing.
+func (r *reconciler) start(ctx context.Context, job *v1alpha1.TrainingJob, pl placement) (ctrl.Result, error) {
 	var secret corev1.Secret
 	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: job.Spec.SecretName}, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.forget(client.ObjectKeyFromObject(job)) // its room goes back
 			return ctrl.Result{}, r.fail(ctx, job, ReasonSecretNotFound,
 				fmt.Sprintf("the job's credentials secret %q does not exist in namespace %s", job.Spec.SecretName, job.Namespace))
 		}
 		return ctrl.Result{}, err
 	}
-	pl := placement{uid: job.UID, nodes: v.nodes, requests: d.requests, plan: plan}
-	r.remember(client.ObjectKeyFromObject(job), pl)
-	r.log.Info("job admitted", "job", describeJob(job), "nodes", v.nodes)
 	// The status records the admission before any pod exists, so that a
 	// restarted operator finishes the job's pods on the same nodes instead
 	// of placing them anew.
 	st := v1alpha1.TrainingJobStatus{Phase: api.ClusterJobStarting}
-	for i, n := range v.nodes {
+	for i, n := range pl.nodes {
 		st.Instances = append(st.Instances, v1alpha1.InstanceStatus{Index: int32(i), Pod: PodName(job.Name, i), Node: n})
 	}
 	if err := r.setStatus(ctx, job, st); err != nil {
 		return ctrl.Result{}, err
 	}
+	pl.recorded = true
+	r.remember(client.ObjectKeyFromObject(job), pl)
 	return r.run(ctx, job, pl, nil)
 }
 
@@ -387,7 +495,7 @@ func (r *reconciler) run(ctx context.Context, job *v1alpha1.TrainingJob, pl plac
 			if err != nil {
 				return ctrl.Result{}, err
 			}
-			plan, _, err := prepare(job, r.image, its)
+			plan, _, err := r.prepare(job, its)
 			if err != nil {
 				return ctrl.Result{}, r.failPrepare(ctx, job, err)
 			}
@@ -399,8 +507,30 @@ func (r *reconciler) run(ctx context.Context, job *v1alpha1.TrainingJob, pl plac
 			}
 			serviceMade = true
 		}
+		if _, refused := r.copyWrapper.Load(job.Namespace); refused && !pl.plan.copyWrapper {
+			plan := *pl.plan // admitted before the namespace's refusal was known
+			plan.copyWrapper = true
+			pl.plan = &plan
+		}
 		pod := buildPod(job, i, pl.nodes[i], *pl.plan)
 		err := r.client.Create(ctx, pod)
+		if (apierrors.IsInvalid(err) || apierrors.IsForbidden(err)) && !pl.plan.copyWrapper {
+			// Perhaps a policy that refuses the node's copy of the wrapper
+			// (a hostPath volume, an install container that runs as root:
+			// Pod Security's baseline and restricted levels, OpenShift's
+			// SCCs). If a copy per pod passes, the namespace's pods make
+			// one each from now on.
+			plan := *pl.plan
+			plan.copyWrapper = true
+			copied := buildPod(job, i, pl.nodes[i], plan)
+			if cerr := r.client.Create(ctx, copied); cerr == nil || apierrors.IsAlreadyExists(cerr) {
+				r.log.Info("the namespace refuses the nodes' shared copy of the job wrapper; its pods copy it each", "namespace", job.Namespace, "refusal", err.Error())
+				r.copyWrapper.Store(job.Namespace, true)
+				pl.plan = &plan
+				r.remember(client.ObjectKeyFromObject(job), pl)
+				pod, err = copied, cerr
+			}
+		}
 		switch {
 		case err == nil:
 		case apierrors.IsAlreadyExists(err):
@@ -482,16 +612,18 @@ func byInstance(job *v1alpha1.TrainingJob, owned []*corev1.Pod) []*corev1.Pod {
 // cluster is the nodes with their free room: what the cached pods request,
 // and what admitted jobs' pods that the cache does not show yet will.
 func (r *reconciler) cluster(ctx context.Context, its []amlarcv1alpha1.InstanceType) ([]*nodeState, error) {
+	// Read only, and every pod of the cluster: copies would cost more than
+	// the admission itself.
 	var nodes corev1.NodeList
-	if err := r.client.List(ctx, &nodes); err != nil {
+	if err := r.client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	var pods corev1.PodList
-	if err := r.client.List(ctx, &pods); err != nil {
+	if err := r.client.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	var jobs v1alpha1.TrainingJobList
-	if err := r.client.List(ctx, &jobs); err != nil {
+	if err := r.client.List(ctx, &jobs, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	have := map[types.NamespacedName]bool{}
@@ -506,7 +638,7 @@ func (r *reconciler) cluster(ctx context.Context, its []amlarcv1alpha1.InstanceT
 			continue
 		}
 		if pl.requests == nil {
-			_, d, err := prepare(job, r.image, its)
+			_, d, err := r.prepare(job, its)
 			if err != nil {
 				continue // it fails on its own reconcile; it holds nothing
 			}
@@ -519,30 +651,6 @@ func (r *reconciler) cluster(ctx context.Context, its []amlarcv1alpha1.InstanceT
 		}
 	}
 	return snapshot(nodes.Items, pods.Items, reserved), nil
-}
-
-// ahead returns the demands of the jobs that wait for admission ahead of
-// job: created earlier (then by namespace and name), not yet admitted.
-func (r *reconciler) ahead(ctx context.Context, job *v1alpha1.TrainingJob, its []amlarcv1alpha1.InstanceType) ([]demand, error) {
-	var jobs v1alpha1.TrainingJobList
-	if err := r.client.List(ctx, &jobs); err != nil {
-		return nil, err
-	}
-	var queue []*v1alpha1.TrainingJob
-	for i := range jobs.Items {
-		j := &jobs.Items[i]
-		if j.UID != job.UID && r.pending(j) && queueOrder(j, job) < 0 {
-			queue = append(queue, j)
-		}
-	}
-	slices.SortFunc(queue, queueOrder)
-	var out []demand
-	for _, j := range queue {
-		if _, d, err := prepare(j, r.image, its); err == nil {
-			out = append(out, d)
-		}
-	}
-	return out, nil
 }
 
 // queueOrder is the order of admission: creation, then namespace and name.

@@ -2,6 +2,7 @@ package training
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"outpost.dev/outpost/api"
 	amlarcv1alpha1 "outpost.dev/outpost/api/amlarc/v1alpha1"
 	"outpost.dev/outpost/api/training/v1alpha1"
+	"outpost.dev/outpost/internal/wrapper"
 )
 
 // env is a reconciler over a fake API server.
@@ -533,4 +535,84 @@ func envOf(p corev1.Pod, name string) string {
 		}
 	}
 	return ""
+}
+
+// Once a pod's install container has put the wrapper on a node, the next
+// pods there go without one and mount that copy.
+func TestReconcileInstallsOncePerNode(t *testing.T) {
+	e := newEnv(t, nodeObj("n1", res("8", "8Gi")), jobAt("a", t0), secret("a"), jobAt("b", t0.Add(time.Second)), secret("b"))
+	key := strings.Repeat("e", 64)
+	e.r.wrapperKey = key
+	e.reconcile("a")
+	first := e.pods("a")
+	if len(first) != 1 || len(first[0].Spec.InitContainers) != 1 {
+		t.Fatalf("the node's first pod: %+v", first)
+	}
+	e.setPod("a-0", func(p *corev1.Pod) {
+		p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: InstallName, State: corev1.ContainerState{
+			Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, FinishedAt: metav1.Now()}}}}
+	})
+	e.r.copies.Observe(&e.pods("a")[0]) // the pod watch's part
+	e.reconcile("b")
+	second := e.pods("b")
+	if len(second) != 1 {
+		t.Fatalf("%d pods of b", len(second))
+	}
+	p := second[0]
+	if len(p.Spec.InitContainers) != 0 {
+		t.Errorf("the node's second pod installs the wrapper again: %+v", p.Spec.InitContainers)
+	}
+	var path string
+	for _, v := range p.Spec.Volumes {
+		if v.HostPath != nil {
+			path = v.HostPath.Path
+		}
+	}
+	if path != wrapper.HostDir+"/"+key {
+		t.Errorf("the second pod mounts %q, want the node's copy %s/%s", path, wrapper.HostDir, key)
+	}
+	if cmd := p.Spec.Containers[0].Command; len(cmd) == 0 || cmd[0] != wrapper.Path {
+		t.Errorf("the job container runs %v", cmd)
+	}
+}
+
+// Where a policy refuses the nodes' shared copy (hostPath volumes, root
+// containers), the pods copy the wrapper each, as they did before.
+func TestReconcileWrapperCopyWhereTheNodesCopyIsRefused(t *testing.T) {
+	e := newEnv(t, nodeObj("n1", res("8", "8Gi")), jobAt("a", t0), secret("a"), jobAt("b", t0.Add(time.Second)), secret("b"))
+	e.r.wrapperKey = strings.Repeat("e", 64)
+	refused := 0
+	e.c = interceptor.NewClient(e.c.(client.WithWatch), interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if p, ok := obj.(*corev1.Pod); ok {
+				for _, v := range p.Spec.Volumes {
+					if v.HostPath != nil {
+						refused++
+						return apierrors.NewForbidden(corev1.Resource("pods"), p.Name, errors.New("violates PodSecurity \"baseline:latest\": hostPath volumes"))
+					}
+				}
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	})
+	e.r.client = e.c
+	for _, name := range []string{"a", "b"} {
+		e.reconcile(name)
+		e.wantPhase(name, api.ClusterJobStarting, "", "")
+		pods := e.pods(name)
+		if len(pods) != 1 {
+			t.Fatalf("%s: %d pods", name, len(pods))
+		}
+		for _, v := range pods[0].Spec.Volumes {
+			if v.HostPath != nil {
+				t.Errorf("%s: pod with hostPath %s", name, v.HostPath.Path)
+			}
+		}
+		if cmd := pods[0].Spec.Containers[0].Command; cmd[0] != wrapper.Path || len(pods[0].Spec.InitContainers) != 1 {
+			t.Errorf("%s: command %v, init containers %d", name, cmd, len(pods[0].Spec.InitContainers))
+		}
+	}
+	if refused != 1 {
+		t.Errorf("the shared copy was tried %d times, want once per namespace", refused)
+	}
 }

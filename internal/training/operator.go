@@ -26,16 +26,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	amlarcv1alpha1 "outpost.dev/outpost/api/amlarc/v1alpha1"
 	"outpost.dev/outpost/api/training/v1alpha1"
 	"outpost.dev/outpost/internal/kubenode"
+	"outpost.dev/outpost/internal/wrapper"
 )
 
 // Options configure Run.
@@ -43,6 +47,10 @@ type Options struct {
 	// Image is the outpost image, which the job pods' install init
 	// container runs (the operator's own image, from $OUTPOST_IMAGE).
 	Image string
+	// WrapperKey is the sha256 (hex) of that image's binary, which names
+	// the nodes' copy of it (see package wrapper); "" means the running
+	// binary's, right when the operator runs from Image.
+	WrapperKey string
 	// ProbeAddr is the address of /healthz and /readyz, e.g.
 	// "10.1.0.7:8081"; "" or "0" serves none.
 	ProbeAddr string
@@ -105,6 +113,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("training operator: %w", err)
 	}
 	r := newReconciler(mgr.GetClient(), mgr.GetAPIReader(), o.Image, log)
+	r.wrapperKey = o.WrapperKey
+	if r.wrapperKey == "" {
+		if r.wrapperKey, err = wrapper.Key(); err != nil {
+			// Every pod then copies the binary for itself.
+			log.Error(err, "the nodes' copies of the job wrapper are not shared")
+		}
+	}
 	if err := r.setup(mgr); err != nil {
 		return err
 	}
@@ -140,16 +155,28 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	return mgr.Start(ctx)
 }
 
+// workers is how many jobs are reconciled at once: each waits on API
+// calls (status writes, pod creations). Admission passes, which must not
+// overlap, take a lock of their own (reconciler.admitting).
+const workers = 16
+
 func (r *reconciler) setup(mgr ctrl.Manager) error {
+	starts := make(chan event.GenericEvent, 256)
+	r.starts = starts
 	return builder.ControllerManagedBy(mgr).
 		Named("trainingjob").
-		For(&v1alpha1.TrainingJob{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		// A job's own status writes (the operator's) bring nothing to do:
+		// its pods' changes do.
+		For(&v1alpha1.TrainingJob{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.Pod{}).
+		WatchesRawSource(source.Channel(starts, &handler.EnqueueRequestForObject{})).
 		// Room that frees up or appears lets waiting jobs in: a pod that
 		// ends, a node that comes or changes, an instance type that
 		// changes, a job ahead in the queue that leaves it.
 		Watches(&corev1.Pod{}, handler.Funcs{
 			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.copies.Observe(e.ObjectNew.(*corev1.Pod))
 				if holdsRoom(e.ObjectOld.(*corev1.Pod)) && !holdsRoom(e.ObjectNew.(*corev1.Pod)) {
 					r.requeuePending(ctx, q)
 				}
@@ -165,11 +192,16 @@ func (r *reconciler) setup(mgr ctrl.Manager) error {
 				r.requeuePending(ctx, q)
 			},
 			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				if nodeChanged(e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)) {
+				old, cur := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+				if old.Status.NodeInfo.BootID != cur.Status.NodeInfo.BootID {
+					r.copies.ForgetNode(cur.Name) // a machine that restarted may have lost them
+				}
+				if nodeChanged(old, cur) {
 					r.requeuePending(ctx, q)
 				}
 			},
-			DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.copies.ForgetNode(e.Object.GetName())
 				r.requeuePending(ctx, q)
 			},
 		}).
@@ -224,10 +256,12 @@ func equalResources(a, b corev1.ResourceList) bool {
 	return true
 }
 
-// requeuePending queues every job that waits for admission.
+// requeuePending queues an admission pass when a job waits for admission:
+// the pass decides for all of them on one view of the cluster (see pass),
+// and a burst of events queues it once.
 func (r *reconciler) requeuePending(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	var jobs v1alpha1.TrainingJobList
-	if err := r.client.List(ctx, &jobs); err != nil {
+	if err := r.client.List(ctx, &jobs, client.UnsafeDisableDeepCopy); err != nil {
 		// The cache answers lists from memory; its only errors are a type
 		// it does not know, which setup rules out. The waiting jobs' own
 		// recheck covers it anyway.
@@ -235,8 +269,9 @@ func (r *reconciler) requeuePending(ctx context.Context, q workqueue.TypedRateLi
 		return
 	}
 	for i := range jobs.Items {
-		if j := &jobs.Items[i]; r.pending(j) {
-			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(j)})
+		if r.pending(&jobs.Items[i]) {
+			q.Add(admissionPass)
+			return
 		}
 	}
 }

@@ -13,20 +13,18 @@ import (
 	amlarcv1alpha1 "outpost.dev/outpost/api/amlarc/v1alpha1"
 	"outpost.dev/outpost/api/training/v1alpha1"
 	"outpost.dev/outpost/internal/training/framework"
+	"outpost.dev/outpost/internal/wrapper"
 )
 
 // The layout of a job's pods, which the job's wrapper (outpost job run)
 // relies on.
 const (
-	// Root is where the shared volume is mounted in every container.
+	// Root is where the job's own volume is mounted in its container.
 	Root = "/azureml"
-	// WrapperPath is where the install init container puts the outpost
-	// binary, which the job container runs.
-	WrapperPath = Root + "/bin/outpost"
 
 	VolumeName      = "azureml"
 	ShmVolumeName   = "dshm"
-	InstallName     = "install"
+	InstallName     = wrapper.InstallName
 	JobName         = "job"
 	EnvJobRoot      = "OUTPOST_JOB_ROOT"
 	EnvOutpostImage = "OUTPOST_IMAGE"
@@ -70,11 +68,39 @@ type podPlan struct {
 	plugin       framework.Plugin
 	world        framework.World
 	shm          resource.Quantity
+
+	// wrapperKey is the image's binary's sha256 ("" for the running
+	// binary's); copies says which nodes hold that binary already: pods
+	// there go without the install container.
+	wrapperKey string
+	copies     *wrapper.Copies
+	// copyWrapper: each pod copies the wrapper for itself (the namespace
+	// refuses the nodes' copy).
+	copyWrapper bool
 }
 
 // buildPod makes instance i's pod, bound to node.
 func buildPod(job *v1alpha1.TrainingJob, i int, node string, p podPlan) *corev1.Pod {
-	mounts := []corev1.VolumeMount{{Name: VolumeName, MountPath: Root}}
+	var inits []corev1.Container
+	var wrapperVolumes []corev1.Volume
+	var wrapperMounts []corev1.VolumeMount
+	switch {
+	case p.copyWrapper:
+		var install corev1.Container
+		install, wrapperVolumes, wrapperMounts = wrapper.CopyPod(p.image)
+		inits = append(inits, install)
+	case p.wrapperKey == "":
+		var install corev1.Container
+		install, wrapperVolumes, wrapperMounts = wrapper.Pod(p.image)
+		inits = append(inits, install)
+	case p.copies.Has(node, p.wrapperKey):
+		wrapperVolumes, wrapperMounts = wrapper.InstalledPod(p.wrapperKey)
+	default:
+		var install corev1.Container
+		install, wrapperVolumes, wrapperMounts = wrapper.KeyedPod(p.image, p.wrapperKey)
+		inits = append(inits, install)
+	}
+	mounts := append([]corev1.VolumeMount{{Name: VolumeName, MountPath: Root}}, wrapperMounts...)
 	env := []corev1.EnvVar{{Name: EnvJobRoot, Value: Root}}
 	env = append(env, framework.Env(p.plugin.Name(), p.world, i)...)
 	env = append(env, p.plugin.PodEnv(p.world, i)...)
@@ -91,25 +117,17 @@ func buildPod(job *v1alpha1.TrainingJob, i int, node string, p podPlan) *corev1.
 		EnableServiceLinks: new(false),
 		Hostname:           hostname(job.Name, i),
 		Subdomain:          job.Name,
-		Volumes: []corev1.Volume{
+		Volumes: append([]corev1.Volume{
 			{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			{Name: ShmVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 				Medium: corev1.StorageMediumMemory, SizeLimit: new(p.shm.DeepCopy()),
 			}}},
-		},
-		InitContainers: []corev1.Container{{
-			Name:  InstallName,
-			Image: p.image,
-			// No command: the outpost image's entrypoint is the binary.
-			Args:         []string{"job", "install", WrapperPath},
-			VolumeMounts: mounts,
-			// A failed copy explains itself on stderr.
-			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		}},
+		}, wrapperVolumes...),
+		InitContainers: inits,
 		Containers: []corev1.Container{{
 			Name:    JobName,
 			Image:   job.Spec.Image,
-			Command: []string{WrapperPath, "job", "run"},
+			Command: []string{wrapper.Path, "job", "run"},
 			EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
 				LocalObjectReference: corev1.LocalObjectReference{Name: job.Spec.SecretName},
 			}}},

@@ -51,6 +51,8 @@ func TestBuildPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	key := strings.Repeat("ab", 32)
+	plan.wrapperKey = key
 	got := buildPod(job, 0, "n1", *plan)
 	want := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -75,16 +77,21 @@ func TestBuildPod(t *testing.T) {
 				{Name: "dshm", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 					Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse("1Gi")),
 				}}},
+				// One copy of the wrapper per node, named after its sha256.
+				{Name: "outpost-wrapper", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+					Path: "/var/lib/outpost/wrapper", Type: new(corev1.HostPathDirectoryOrCreate),
+				}}},
 			},
 			InitContainers: []corev1.Container{{
 				Name: "install", Image: "outpost:v1",
-				Args:                     []string{"job", "install", "/azureml/bin/outpost"},
-				VolumeMounts:             []corev1.VolumeMount{{Name: "azureml", MountPath: "/azureml"}},
+				Args:                     []string{"job", "install", "/outpost-wrapper-store/" + key + "/outpost"},
+				VolumeMounts:             []corev1.VolumeMount{{Name: "outpost-wrapper", MountPath: "/outpost-wrapper-store"}},
+				SecurityContext:          &corev1.SecurityContext{RunAsUser: new(int64(0)), RunAsGroup: new(int64(0))},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			}},
 			Containers: []corev1.Container{{
 				Name: "job", Image: "python:3.12",
-				Command: []string{"/azureml/bin/outpost", "job", "run"},
+				Command: []string{"/outpost-wrapper/outpost", "job", "run"},
 				EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
 					LocalObjectReference: corev1.LocalObjectReference{Name: "train-credentials"},
 				}}},
@@ -107,6 +114,7 @@ func TestBuildPod(t *testing.T) {
 				Resources: corev1.ResourceRequirements{Requests: res("700m", "1500Mi"), Limits: res("1", "2Gi", "1")},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "azureml", MountPath: "/azureml"},
+					{Name: "outpost-wrapper", MountPath: "/outpost-wrapper", SubPath: key, ReadOnly: true},
 					{Name: "dshm", MountPath: "/dev/shm"},
 				},
 				TerminationMessagePolicy: corev1.TerminationMessageReadFile,

@@ -36,6 +36,49 @@ type assetKind struct {
 	normalize func(s *Server, ctx context.Context, body []byte, name, version string) (json.RawMessage, error)
 	// view is a stored version as the API shows it.
 	view func(o store.Object, name, version string) any
+	// archived, for kinds whose versions can be archived (models), tells
+	// an archived version: @latest passes over it, and lists show it only
+	// when asked to (?includeArchived=true, ?archivedOnly=true).
+	archived func(o store.Object) bool
+}
+
+// isArchived tells an archived version of the kind.
+func (ak assetKind) isArchived(o store.Object) bool { return ak.archived != nil && ak.archived(o) }
+
+// listed keeps the versions a list shows: those not archived, unless the
+// request asks for archived ones too (includeArchived) or only
+// (archivedOnly).
+func (ak assetKind) listed(r *http.Request, vs []store.Object) ([]store.Object, error) {
+	if ak.archived == nil {
+		return vs, nil
+	}
+	q := r.URL.Query()
+	flag := func(k string) (bool, error) {
+		switch v := q.Get(k); v {
+		case "", "false":
+			return false, nil
+		case "true":
+			return true, nil
+		default:
+			return false, fmt.Errorf("%s=%q: want true or false", k, v)
+		}
+	}
+	include, err := flag("includeArchived")
+	if err != nil {
+		return nil, err
+	}
+	only, err := flag("archivedOnly")
+	if err != nil {
+		return nil, err
+	}
+	out := []store.Object{}
+	for _, o := range vs {
+		a := ak.isArchived(o)
+		if only && a || !only && (include || !a) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
 }
 
 var (
@@ -144,16 +187,18 @@ func compareVersions(a, b string) int {
 }
 
 // latestAsset is the version of an asset created last (@latest, as Azure
-// ML has it).
+// ML has it), archived versions passed over.
 func (s *Server) latestAsset(ctx context.Context, ak assetKind, rg, ws, name string) (store.Object, error) {
 	vs, err := s.assetVersions(ctx, ak, rg, ws, name)
 	if err != nil {
 		return store.Object{}, err
 	}
-	if len(vs) == 0 {
-		return store.Object{}, fmt.Errorf("%s %s not found in workspace %s: %w", ak.what, name, ws, store.ErrNotFound)
+	for i := len(vs) - 1; i >= 0; i-- {
+		if !ak.isArchived(vs[i]) {
+			return vs[i], nil
+		}
 	}
-	return vs[len(vs)-1], nil
+	return store.Object{}, fmt.Errorf("%s %s not found in workspace %s: %w", ak.what, name, ws, store.ErrNotFound)
 }
 
 // findAsset resolves a reference's name and version (latest: the last
@@ -180,6 +225,15 @@ func (s *Server) missingAsset(ctx context.Context, ak assetKind, rg, ws, name, v
 	vs, err := s.assetVersions(ctx, ak, rg, ws, name)
 	if err != nil {
 		return err
+	}
+	if version == "" && len(vs) > 0 && ak.archived != nil {
+		// Every version is archived: @latest names none of them.
+		have := make([]string, len(vs))
+		for i, o := range vs {
+			_, have[i] = splitAssetName(o)
+		}
+		return fmt.Errorf("%w: every version of %s %s is archived (%s), and @latest names none: restore one (outpost ml %s restore), or name a version",
+			errAssetMissing, ak.what, name, strings.Join(have, ", "), strings.ReplaceAll(ak.what, " ", "-"))
 	}
 	if len(vs) == 0 {
 		all, err := s.assetVersions(ctx, ak, rg, ws, "")
@@ -219,6 +273,10 @@ func (ak assetKind) list(s *Server, w http.ResponseWriter, r *http.Request) {
 	vs, err := s.assetVersions(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), "")
 	if err != nil {
 		storeError(w, err, ak.what+"s")
+		return
+	}
+	if vs, err = ak.listed(r, vs); err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
 	latest := map[string]store.Object{}
@@ -264,6 +322,10 @@ func (ak assetKind) listVersions(s *Server, w http.ResponseWriter, r *http.Reque
 	}
 	if len(vs) == 0 {
 		assetError(w, s.missingAsset(r.Context(), ak, r.PathValue("rg"), r.PathValue("ws"), name, ""), ak.what+" "+name)
+		return
+	}
+	if vs, err = ak.listed(r, vs); err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
 	out := []any{}

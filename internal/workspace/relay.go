@@ -24,9 +24,10 @@ const longPoll = 25 * time.Second
 const tombstoneRetention = 24 * time.Hour
 
 // syncKinds are the store kinds agents receive, with their kind on the wire.
-var syncKinds = map[string]string{kindExtension: api.KindExtension, kindCompute: api.KindCompute, kindJob: api.KindJob}
+var syncKinds = map[string]string{kindExtension: api.KindExtension, kindCompute: api.KindCompute, kindJob: api.KindJob,
+	kindEndpoint: api.KindOnlineEndpoint, kindDeployment: api.KindOnlineDeployment}
 
-var syncStoreKinds = []string{kindExtension, kindCompute, kindJob}
+var syncStoreKinds = []string{kindExtension, kindCompute, kindJob, kindEndpoint, kindDeployment}
 
 // target names the cluster rg/name as the store's sync target.
 func target(rg, cluster string) string { return rg + "/" + cluster }
@@ -55,6 +56,20 @@ func syncTarget(k store.Key, spec json.RawMessage) string {
 			return ""
 		}
 		return target(rec.ClusterGroup, rec.Cluster)
+	case kindEndpoint:
+		// A deleting endpoint (or deployment) syncs nowhere: the tombstone
+		// its cluster gets has the agent remove it.
+		var rec endpointRecord
+		if err := json.Unmarshal(spec, &rec); err != nil || rec.Cluster == "" || rec.Deleting {
+			return ""
+		}
+		return rec.target()
+	case kindDeployment:
+		var rec deploymentRecord
+		if err := json.Unmarshal(spec, &rec); err != nil || rec.Cluster == "" || rec.Deleting {
+			return ""
+		}
+		return rec.target()
 	}
 	return ""
 }
@@ -107,6 +122,18 @@ func (s *Server) desiredObject(ctx context.Context, o store.Object) (api.Desired
 			}
 		}
 		d.Job = j.desired(sec.Token)
+	case kindEndpoint:
+		e, err := s.desiredEndpoint(ctx, o)
+		if err != nil {
+			return d, err
+		}
+		d.OnlineEndpoint = e
+	case kindDeployment:
+		dep, err := s.desiredDeploymentOf(ctx, o)
+		if err != nil {
+			return d, err
+		}
+		d.OnlineDeployment = dep
 	}
 	return d, nil
 }
@@ -259,7 +286,14 @@ func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	for _, dr := range rep.Deployments {
+		if err := s.storeDeploymentReport(ctx, target(rg, cluster), rep.Revision, dr); err != nil {
+			storeError(w, err, "deployment "+dr.ID)
+			return
+		}
+	}
 	s.computes.reported(target(rg, cluster), rep.Revision, !wasConnected)
+	s.inference.reported(target(rg, cluster))
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -13,10 +13,11 @@ import (
 // configuration and the source of the OpenAPI document, so they cannot drift.
 type route struct {
 	method, path, summary string
-	// Who may call: the admin token (neither set), a cluster's agent, a
-	// job's own credential (the job-run API), or anyone.
-	agent, jobrun, public bool
-	request, response     any
+	// Who may call: the admin token (none set), a cluster's agent, a
+	// job's own credential (the job-run API), a deployment's own
+	// credential (the deployment-run API), or anyone.
+	agent, jobrun, deployrun, public bool
+	request, response                any
 	// stream routes get their body unread, for the handler to stream (blobs,
 	// log appends, commits), with streamBodyTimeout to send it.
 	stream bool
@@ -39,6 +40,10 @@ const (
 	// jobRunPath is the job-run API: what a job's pods call with the job's
 	// credential (api/jobrun.go).
 	jobRunPath = "/jobrun/v1" + jobPath
+	// endpointPath and deploymentPath are an online endpoint and one of
+	// its deployments.
+	endpointPath   = workspacePath + "/onlineEndpoints/{name}"
+	deploymentPath = endpointPath + "/deployments/{deployment}"
 )
 
 var routes = []route{
@@ -103,6 +108,38 @@ var routes = []route{
 	{method: "PUT", path: jobRunPath + "/blobs/{digest}", summary: "Job run: upload a blob", jobrun: true, stream: true, rawRequest: true, handle: (*Server).jobRunBlob},
 	{method: "POST", path: jobRunPath + "/datastores/{ds}/commit", summary: "Job run: record files of the job's outputs and artifacts", jobrun: true, stream: true, request: api.CommitRequest{}, handle: (*Server).jobRunCommit},
 
+	{method: "GET", path: workspacePath + "/models", summary: "List models (the latest version of each; archived ones with ?includeArchived=true, only them with ?archivedOnly=true)", response: []api.Model{}, handle: models.list},
+	{method: "GET", path: workspacePath + "/models/{name}", summary: "Show a model's latest version that is not archived (?label=latest)", response: api.Model{}, handle: models.getLatest},
+	{method: "GET", path: workspacePath + "/models/{name}/versions", summary: "List a model's versions, newest first (archived ones with ?includeArchived=true)", response: []api.Model{}, handle: models.listVersions},
+	{method: "GET", path: workspacePath + "/models/{name}/versions/{version}", summary: "Show a model version", response: api.Model{}, handle: models.getVersion},
+	{method: "PUT", path: workspacePath + "/models/{name}/versions/{version}", summary: "Create a model version (its path must be in the datastore; versions are immutable)", request: api.Model{}, response: api.Model{}, handle: models.putVersion},
+	{method: "POST", path: workspacePath + "/models/{name}/versions", summary: "Create the next version of a model (1 + the highest numeric version)", request: api.Model{}, response: api.Model{}, handle: models.postVersion},
+	{method: "POST", path: workspacePath + "/models/{name}/versions/{version}/archive", summary: "Archive a model version: @latest and lists pass over it", response: api.Model{}, handle: archiveModel},
+	{method: "POST", path: workspacePath + "/models/{name}/versions/{version}/restore", summary: "Restore an archived model version", response: api.Model{}, handle: restoreModel},
+	{method: "POST", path: workspacePath + "/models/{name}/archive", summary: "Archive every version of a model", response: []api.Model{}, handle: archiveModel},
+	{method: "POST", path: workspacePath + "/models/{name}/restore", summary: "Restore every version of a model", response: []api.Model{}, handle: restoreModel},
+
+	{method: "GET", path: workspacePath + "/onlineEndpoints", summary: "List online endpoints", response: []api.OnlineEndpoint{}, handle: (*Server).listEndpoints},
+	{method: "PUT", path: endpointPath, summary: "Create an online endpoint on an attached Kubernetes compute (name unique on its cluster; traffic is set by an update)", request: api.OnlineEndpoint{}, response: api.OnlineEndpoint{}, handle: (*Server).createEndpoint},
+	{method: "GET", path: endpointPath, summary: "Show an online endpoint: scoring_uri, traffic, provisioning_state", response: api.OnlineEndpoint{}, handle: (*Server).getEndpoint},
+	{method: "PATCH", path: endpointPath, summary: "Update an online endpoint: each field given replaces the stored one (description, tags, traffic, auth_mode; null removes)", request: api.OnlineEndpoint{}, response: api.OnlineEndpoint{}, handle: (*Server).updateEndpoint},
+	{method: "DELETE", path: endpointPath, summary: "Delete an online endpoint and its deployments (Deleting until the cluster confirms)", response: api.OnlineEndpoint{}, handle: (*Server).deleteEndpoint},
+	{method: "POST", path: endpointPath + "/listKeys", summary: "An online endpoint's keys (key auth)", response: api.EndpointKeys{}, handle: (*Server).listEndpointKeys},
+	{method: "POST", path: endpointPath + "/regenerateKeys", summary: "Replace the primary or secondary key (the old one stops working once the router has the new)", request: api.RegenerateKeysRequest{}, response: api.EndpointKeys{}, handle: (*Server).regenerateEndpointKeys},
+	{method: "POST", path: endpointPath + "/token", summary: "An aml_token for an aml_token endpoint (valid one hour)", response: api.EndpointToken{}, handle: (*Server).endpointToken},
+	{method: "GET", path: endpointPath + "/router", summary: "Where the endpoint's inference router answers, with its serving certificate (for clients that pin it)", response: api.InferenceRouter{}, handle: (*Server).endpointRouter},
+	{method: "GET", path: endpointPath + "/deployments", summary: "List an online endpoint's deployments", response: []api.OnlineDeployment{}, handle: (*Server).listDeployments},
+	{method: "PUT", path: deploymentPath, summary: "Create an online deployment (checked against its endpoint's cluster and the assets it names; nothing is stored on error)", request: api.OnlineDeployment{}, response: api.OnlineDeployment{}, handle: (*Server).createDeployment},
+	{method: "GET", path: deploymentPath, summary: "Show an online deployment and its state", response: api.OnlineDeployment{}, handle: (*Server).getDeployment},
+	{method: "PATCH", path: deploymentPath, summary: "Update an online deployment: each field given replaces the stored one (null removes), checked as a new one", request: api.OnlineDeployment{}, response: api.OnlineDeployment{}, handle: (*Server).updateDeployment},
+	{method: "DELETE", path: deploymentPath, summary: "Delete an online deployment that takes no traffic (Deleting until the cluster confirms)", response: api.OnlineDeployment{}, handle: (*Server).deleteDeployment},
+	{method: "GET", path: deploymentPath + "/logs", summary: "The end of an instance's scoring log (?lines=N, ?instance=; default: the instance written last)", response: api.DeploymentLogs{}, handle: (*Server).deploymentLogs},
+
+	{method: "GET", path: deploymentRunPath + "/spec", summary: "Deployment run: what the scoring server needs", deployrun: true, response: api.DeploymentRun{}, handle: (*Server).deployRunSpec},
+	{method: "POST", path: deploymentRunPath + "/logs/{instance}", summary: "Deployment run: append to an instance's scoring log at ?offset= (its size before); a retry of bytes already there is accepted", deployrun: true, stream: true, rawRequest: true, response: logAppendResult{}, handle: (*Server).deployRunAppendLog},
+	{method: "GET", path: deploymentRunPath + "/datastores/{ds}/files", summary: "Deployment run: list the deployment's model and code files under ?prefix=", deployrun: true, response: []api.FileInfo{}, handle: (*Server).deployRunListFiles},
+	{method: "GET", path: deploymentRunPath + "/datastores/{ds}/files/{path...}", summary: "Deployment run: a file of the deployment's model or code", deployrun: true, rawResponse: true, handle: (*Server).deployRunGetFile},
+
 	{method: "GET", path: agentPath + "/sync", summary: "Agent: what changed in the cluster's desired state since revision ?since= (long poll; 0 or none: everything)", agent: true, response: api.SyncResponse{}, handle: (*Server).agentSync},
 	{method: "POST", path: agentPath + "/report", summary: "Agent: heartbeat with cluster facts and extension states", agent: true, request: api.AgentReport{}, handle: (*Server).agentReport},
 }
@@ -144,6 +181,8 @@ func openAPI() map[string]any {
 			op["security"] = []any{map[string]any{"agentToken": []any{}}}
 		case r.jobrun:
 			op["security"] = []any{map[string]any{"jobToken": []any{}}}
+		case r.deployrun:
+			op["security"] = []any{map[string]any{"deploymentToken": []any{}}}
 		}
 		var params []any
 		for _, seg := range strings.Split(r.path, "/") {
@@ -166,9 +205,10 @@ func openAPI() map[string]any {
 		"components": map[string]any{
 			"schemas": schemas,
 			"securitySchemes": map[string]any{
-				"adminToken": map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token (data dir, file admin-token)"},
-				"agentToken": map[string]any{"type": "http", "scheme": "bearer", "description": "a cluster's agent token, valid for that cluster only"},
-				"jobToken":   map[string]any{"type": "http", "scheme": "bearer", "description": "a job's credential (in its pods' environment), valid for that job's files only"},
+				"adminToken":      map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token (data dir, file admin-token)"},
+				"agentToken":      map[string]any{"type": "http", "scheme": "bearer", "description": "a cluster's agent token, valid for that cluster only"},
+				"jobToken":        map[string]any{"type": "http", "scheme": "bearer", "description": "a job's credential (in its pods' environment), valid for that job's files only"},
+				"deploymentToken": map[string]any{"type": "http", "scheme": "bearer", "description": "an online deployment's credential (in its pods' environment), valid for its model and code only"},
 			},
 		},
 		"security": []any{map[string]any{"adminToken": []any{}}},
@@ -184,6 +224,7 @@ var (
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
 	inputType      = reflect.TypeFor[api.Input]()
 	envRefType     = reflect.TypeFor[api.EnvironmentRef]()
+	modelRefType   = reflect.TypeFor[api.ModelRef]()
 )
 
 func schemaOf(t reflect.Type, schemas map[string]any) map[string]any {
@@ -198,6 +239,9 @@ func schemaOf(t reflect.Type, schemas map[string]any) map[string]any {
 	case envRefType:
 		return map[string]any{"oneOf": []any{map[string]any{"type": "string", "description": "azureml:NAME:VERSION, azureml:NAME@latest or azureml://registries/..."},
 			schemaOf(reflect.TypeFor[api.Environment](), schemas)}}
+	case modelRefType:
+		return map[string]any{"oneOf": []any{map[string]any{"type": "string", "description": "azureml:NAME:VERSION or azureml:NAME@latest"},
+			schemaOf(reflect.TypeFor[api.Model](), schemas)}}
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

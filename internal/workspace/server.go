@@ -87,6 +87,9 @@ type Server struct {
 	jobStatusLocks keyedMutex
 	// logLocks serialise appends to one log file.
 	logLocks keyedMutex
+	// inference holds the locks of online endpoints and finishes their
+	// deletions (endpointsdelete.go).
+	inference *inference
 }
 
 // Files in the data directory.
@@ -154,13 +157,15 @@ func Serve(ctx context.Context, opts Options) error {
 	s.jobEvents = newNotifier()
 	s.computes = newComputeReconciler(s)
 	s.jobs = newJobReconciler(s)
+	s.inference = newInference(s)
 	// The controllers stop before the store closes (defers run last first).
 	bg, stopBG := context.WithCancel(ctx)
 	var controllers sync.WaitGroup
 	defer func() { stopBG(); controllers.Wait() }()
-	controllers.Add(3)
+	controllers.Add(4)
 	go func() { defer controllers.Done(); s.computes.run(bg) }()
 	go func() { defer controllers.Done(); s.jobs.run(bg) }()
+	go func() { defer controllers.Done(); s.inference.run(bg) }()
 	go func() { defer controllers.Done(); s.compactTombstones(bg) }()
 
 	l, err := net.Listen("tcp", opts.Addr)
@@ -334,6 +339,8 @@ func (s *Server) routes() http.Handler {
 			h = s.agentAuth(h)
 		case r.jobrun:
 			h = s.jobAuth(h)
+		case r.deployrun:
+			h = s.deploymentAuth(h)
 		case r.public:
 		default:
 			h = s.adminAuth(h)

@@ -122,6 +122,9 @@ var segmentNames = map[string]string{
 	"blobs":             "blob digest",
 	"files":             "file path",
 	"logs":              "log file",
+	"models":            "model name",
+	"onlineEndpoints":   "endpoint name",
+	"deployments":       "deployment name",
 }
 
 // pathParams lists the wildcards of a route pattern. A wildcard after a

@@ -65,6 +65,7 @@ func (in *OnlineDeployment) DeepCopyInto(out *OnlineDeployment) {
 		cc := *c
 		out.Spec.InferenceConfig = &cc
 	}
+	out.Spec.EnvironmentVariables = maps.Clone(in.Spec.EnvironmentVariables)
 	if t := in.Status.LastScaleTime; t != nil {
 		out.Status.LastScaleTime = t.DeepCopy()
 	}

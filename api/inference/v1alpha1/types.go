@@ -118,6 +118,19 @@ type OnlineDeploymentSpec struct {
 	// SecretName is the Secret with the deployment's credentials (the
 	// EnvDeployment* keys).
 	SecretName string `json:"secretName"`
+	// ModelName and ModelVersion name the model (empty: none): a custom
+	// container's AZUREML_MODEL_DIR is azureml-models/<name>/<version>
+	// under the pod's /var/azureml-app. EnvironmentVariables are the
+	// deployment's, which a custom container gets in its pod (Outpost's
+	// scoring server reads both from the deployment-run API).
+	ModelName            string            `json:"modelName,omitempty"`
+	ModelVersion         string            `json:"modelVersion,omitempty"`
+	EnvironmentVariables map[string]string `json:"environmentVariables,omitempty"`
+	// RunDigest names what the pods fetch with the credential (the model,
+	// the code, the scoring script, the variables: the workspace's
+	// DeploymentRun): the operator puts it on the pod template, so that a
+	// new model or code rolls the pods.
+	RunDigest string `json:"runDigest,omitempty"`
 }
 
 // Resources are requests and limits, as Kubernetes quantities.

@@ -67,6 +67,11 @@ type entry struct {
 	version uint64            // bumped whenever status changes
 	written uint64            // the version the API has
 	remove  bool              // delete the pod object once status is written
+	// last is the pod as the last write left it, the base of the next
+	// write: the node writes a pod's status several times as it starts,
+	// and a read before each would double the calls. A write on a stale
+	// base fails with a conflict, and the retry reads.
+	last *corev1.Pod
 }
 
 func (e *entry) idle() bool { return (e.status == nil || e.written == e.version) && !e.remove }
@@ -194,7 +199,7 @@ func (m *Manager) sync(ctx context.Context, uid types.UID) error {
 		m.mu.Unlock()
 		return nil
 	}
-	ref, version, remove := e.ref, e.version, e.remove
+	ref, version, remove, last := e.ref, e.version, e.remove, e.last
 	var status *corev1.PodStatus
 	if e.status != nil && e.written != e.version {
 		status = e.status.DeepCopy()
@@ -202,7 +207,7 @@ func (m *Manager) sync(ctx context.Context, uid types.UID) error {
 	m.mu.Unlock()
 
 	if status != nil {
-		err := m.write(ctx, ref, status)
+		pod, err := m.write(ctx, ref, status, last)
 		if errors.Is(err, errGone) || apierrors.IsNotFound(err) {
 			m.drop(e)
 			return nil
@@ -212,6 +217,7 @@ func (m *Manager) sync(ctx context.Context, uid types.UID) error {
 		}
 		m.mu.Lock()
 		e.written = max(e.written, version)
+		e.last = pod
 		pending := e.written != e.version
 		m.mu.Unlock()
 		if pending {
@@ -242,25 +248,36 @@ func (m *Manager) drop(e *entry) {
 	}
 }
 
-// write puts the wanted status on the pod's latest version. An update, not a
-// patch: a conflict (someone else changed the pod meanwhile) re-reads and
-// reapplies, keeping the conditions other components own.
-func (m *Manager) write(ctx context.Context, ref Ref, wanted *corev1.PodStatus) error {
+// write puts the wanted status on the pod's latest version, and returns the
+// pod as written. An update, not a patch: a conflict (someone else changed
+// the pod meanwhile, or base is stale) re-reads and reapplies, keeping the
+// conditions other components own. base, when set, is the pod as this
+// manager last wrote it, which saves the read.
+func (m *Manager) write(ctx context.Context, ref Ref, wanted *corev1.PodStatus, base *corev1.Pod) (*corev1.Pod, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	pods := m.client.CoreV1().Pods(ref.Namespace)
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		pod, err := pods.Get(ctx, ref.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
+	var written *corev1.Pod
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		pod := base
+		base = nil // a retry reads
+		if pod == nil {
+			var err error
+			if pod, err = pods.Get(ctx, ref.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+		} else {
+			pod = pod.DeepCopy()
 		}
 		if pod.UID != ref.UID {
 			return errGone
 		}
 		pod.Status = merge(pod.Status, *wanted, m.now())
-		_, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		var err error
+		written, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 		return err
 	})
+	return written, err
 }
 
 // merge is the status to write: the fields the node owns from wanted, the

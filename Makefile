@@ -24,7 +24,7 @@ image:
 kube:
 	upstream/build.sh $(KUBE_DIR)
 
-## deps: Debian packages the project needs (none beyond a stock Go machine yet)
+## deps: the Debian packages the project needs (scikit-learn, PyTorch, mpi4py, Open MPI, wrk, nginx, ...)
 deps:
 	scripts/deps.sh
 

@@ -110,11 +110,20 @@ func TestKubectlExecTTY(t *testing.T) {
 	}
 	term.Close()
 	lines := bufio.NewScanner(master)
+	// kubectl's stderr shares the terminal: its own log lines (klog's
+	// "E1128 06:25:09.575714 ..." such as "Unknown stream id 1, discarding
+	// message", which the websocket client prints when a resize races the
+	// stream's setup) are not the container's output.
+	klog := regexp.MustCompile(`^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ `)
 	next := func() string {
-		if !lines.Scan() {
-			t.Fatalf("kubectl exec -it ended early: %v", lines.Err())
+		for {
+			if !lines.Scan() {
+				t.Fatalf("kubectl exec -it ended early: %v", lines.Err())
+			}
+			if line := strings.TrimRight(lines.Text(), "\r"); !klog.MatchString(line) {
+				return line
+			}
 		}
-		return strings.TrimRight(lines.Text(), "\r")
 	}
 	// The local terminal's size reaches the remote one.
 	if got := next(); got != "terminal 40 100" {

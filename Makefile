@@ -7,7 +7,7 @@ KUBE_DIR := $(CURDIR)/.cache/kube
 export OUTPOST_KUBE_BIN_DIR := $(KUBE_DIR)/bin
 export OUTPOST_BIN := $(CURDIR)/bin/outpost
 
-.PHONY: build image kube deps test conformance quickstart bench-cluster bench-relay bench-extension bench-jobs bench-router lint clean
+.PHONY: build image kube deps test conformance quickstart bench-cluster bench-relay bench-extension bench-jobs bench-router bench-inference lint clean
 
 ## build: the outpost binary, into bin/outpost
 build:
@@ -63,6 +63,12 @@ bench-jobs: deps build kube
 ## straight to a no-op backend, through nginx (keep-alive proxy) and through azureml-fe
 bench-router: deps build
 	go run ./bench/router
+
+## bench-inference: examples/endpoints end to end on a fresh local cluster: requests/s,
+## p50 and p99 of the scikit-learn deployment through the router with wrk, and the
+## times of an autoscaled deployment going 1 -> 3 instances under load and back to 1
+bench-inference: deps build kube
+	go run ./bench/inference
 
 lint:
 	gofmt -l $$(git ls-files '*.go') && go vet ./...

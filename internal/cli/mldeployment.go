@@ -265,6 +265,7 @@ func deploymentCreateCmd() *cobra.Command {
 	var sets []string
 	var allTraffic, noWait bool
 	c.Flags().StringVarP(&file, "file", "f", "", "the deployment's YAML file")
+	// Errors only for a flag not defined, and it is, just above.
 	_ = c.MarkFlagRequired("file")
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a field of the file: --set a.b=value (repeatable)")
 	c.Flags().BoolVar(&allTraffic, "all-traffic", false, "once it Succeeded, send all of the endpoint's traffic to it")

@@ -58,6 +58,7 @@ func (f *epFlags) add(c *cobra.Command, required bool) {
 	f.wsFlags.add(c)
 	c.Flags().StringVarP(&f.name, "name", "n", "", "endpoint name")
 	if required {
+		// Errors only for a flag not defined, and it is, just above.
 		_ = c.MarkFlagRequired("name")
 	}
 }
@@ -589,6 +590,7 @@ func endpointInvokeCmd() *cobra.Command {
 	c.Flags().StringVarP(&requestFile, "request-file", "r", "", "the request body (JSON)")
 	c.Flags().StringVarP(&deployment, "deployment-name", "d", "", "the deployment to call (header azureml-model-deployment)")
 	c.Flags().StringVar(&deployment, "deployment", "", "same as --deployment-name")
+	// Errors only for a flag not defined, and it is, just above.
 	_ = c.MarkFlagRequired("request-file")
 	local := localRefused(c)
 	out := outputFlag(c)

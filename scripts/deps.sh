@@ -25,6 +25,8 @@ done
 # and through the router.
 command -v wrk >/dev/null || need+=(wrk)
 dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q 'ok installed' || need+=(nginx)
+# The Studio's browser tests (e2e/studio) drive Debian's headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

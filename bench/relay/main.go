@@ -96,13 +96,11 @@ func run(n int, heartbeat, window time.Duration) error {
 	fmt.Printf("baseline, 1 agent: change asked -> agent has it p50 %.1f ms, p99 %.1f ms; acknowledged -> agent p99 %.1f ms (5 changes)\n",
 		ms(pct(base.latencies, 0.5)), ms(pct(base.latencies, 0.99)), ms(pct(base.propagation, 0.99)))
 
-	t0 := time.Now()
 	res, err := b.round(n, heartbeat, window, 3)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%d agents connected in %.1fs (registration and first desired state)\n", n, res.connected.Seconds())
-	_ = t0
 	fmt.Printf("reports (heartbeats) over %s: %d handled, %.0f/s, latency p50 %.1f ms, p99 %.1f ms, errors %d\n",
 		window, len(res.reports), float64(len(res.reports))/window.Seconds(), ms(pct(res.reports, 0.5)), ms(pct(res.reports, 0.99)), res.errors)
 	p50, p99, mx := pct(res.propagation, 0.5), pct(res.propagation, 0.99), pct(res.propagation, 1)

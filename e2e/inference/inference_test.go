@@ -7,6 +7,7 @@
 package inference
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,6 +23,7 @@ import (
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/clustertest"
+	"outpost.dev/outpost/internal/endpointauth"
 	"outpost.dev/outpost/internal/pki"
 )
 
@@ -414,6 +416,22 @@ instance_count: 1
 		}
 		if a := f.curl(t, turi, sample, "Authorization: Bearer "+key); a.code != 403 {
 			t.Errorf("another endpoint's key: %d %s", a.code, a.body)
+		}
+		// A token that expired an hour ago, signed with the endpoint's own
+		// key as read from the cluster: the router refuses it as expired,
+		// not as foreign. Waiting out the hour's lifetime is not an option.
+		signKey := clustertest.Kubectl(t, "get", "secrets", "-A", "-l", "inference.outpost.dev/onlineendpoint=tok-endpoint",
+			"-o", "jsonpath={.items[0].data.tokenKey}")
+		raw, err := base64.StdEncoding.DecodeString(signKey)
+		if err != nil || len(raw) == 0 {
+			t.Fatalf("the endpoint's token key from its Secret: %q %v", signKey, err)
+		}
+		expired, _, err := endpointauth.IssueToken(string(raw), "tok-endpoint", time.Now().Add(-2*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := f.curl(t, turi, sample, "Authorization: Bearer "+expired); a.code != 403 || !strings.Contains(a.body, "expired") {
+			t.Errorf("an expired token: %d %s, want 403 saying it expired", a.code, a.body)
 		}
 		f.mustML("online-endpoint", "delete", "-n", "tok-endpoint", "--yes")
 		if a := f.curl(t, turi, sample, "Authorization: Bearer "+tok.AccessToken); a.code != 404 {

@@ -124,6 +124,7 @@ func joinCgroups(procs []string) error {
 func fail(terminationLog string, err error) {
 	fmt.Fprintf(os.Stderr, "outpost: cannot start container: %v\n", err)
 	if terminationLog != "" {
+		// Best effort: the reason is on stderr, in the container's log, already.
 		_ = os.WriteFile(terminationLog, []byte(err.Error()), 0o644)
 	}
 	os.Exit(startFailed)

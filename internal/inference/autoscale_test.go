@@ -194,3 +194,32 @@ func TestAutoscalerPoll(t *testing.T) {
 		t.Errorf("22 in flight on 6: replicas %d, want 10 (max)", got.Status.Replicas)
 	}
 }
+
+// Ticks that come a little early or late still poll a deployment once per
+// polling interval: none is skipped.
+func TestAutoscalerDueOnJitteringTicks(t *testing.T) {
+	s, err := Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	od := testDeployment()
+	od.Spec.Scale = v1alpha1.Scale{Type: api.ScaleTargetUtilization, MinInstances: 1, MaxInstances: 3, PollingIntervalSeconds: 1, TargetUtilizationPercent: 70}
+	od.Status.Replicas = 1
+	c := fake.NewClientBuilder().WithScheme(s).WithStatusSubresource(&v1alpha1.OnlineDeployment{}).WithObjects(od).Build()
+	now := t0
+	a := &autoscaler{client: c, reader: c, log: logr.Discard(), now: func() time.Time { return now },
+		tick: time.Second, state: map[types.NamespacedName]*scaleState{}}
+	ctx := context.Background()
+	jitter := []time.Duration{3 * time.Millisecond, -2 * time.Millisecond, 5 * time.Millisecond, -4 * time.Millisecond}
+	for i := 0; i < 20; i++ {
+		now = t0.Add(time.Duration(i)*time.Second + jitter[i%len(jitter)])
+		due, err := a.due(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(due) != 1 {
+			t.Fatalf("tick %d at %s: %d deployments due, want 1 (polling interval 1 s, ticks every second)", i, now.Sub(t0), len(due))
+		}
+		a.scale(ctx, due[0], 0, now)
+	}
+}

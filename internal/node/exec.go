@@ -215,6 +215,8 @@ func runIn(ctx context.Context, bin string, proc *container.Process, root string
 				if !ok {
 					return
 				}
+				// A size the terminal refuses leaves the old one: the
+				// session goes on, as a terminal emulator's would.
 				_ = container.ResizePTY(master, size.Width, size.Height)
 			case <-ctx.Done():
 				return

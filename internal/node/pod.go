@@ -432,6 +432,8 @@ func (w *podWorker) runOnce(ctx context.Context, s *ctrState, grace *time.Durati
 }
 
 func (s *ctrState) logFile() string {
+	// A directory that cannot be made fails the log file's open, which
+	// reports it with the path.
 	_ = os.MkdirAll(s.logDir, 0o755)
 	return filepath.Join(s.logDir, fmt.Sprintf("%d.log", s.restarts))
 }

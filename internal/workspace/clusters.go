@@ -62,11 +62,12 @@ func newToken() string {
 	return hex.EncodeToString(b)
 }
 
-func (s *Server) clusterView(o store.Object) api.ConnectedCluster {
+func (s *Server) clusterView(o store.Object) (api.ConnectedCluster, error) {
 	var spec clusterSpec
 	var st clusterStatus
-	_ = json.Unmarshal(o.Spec, &spec)
-	_ = json.Unmarshal(o.Status, &st)
+	if err := decodeStored(o, &spec, &st); err != nil {
+		return api.ConnectedCluster{}, err
+	}
 	c := api.ConnectedCluster{ID: clusterID(o.Group, o.Name), Name: o.Name, ResourceGroup: o.Group,
 		Facts: st.Facts, Proxy: spec.Proxy, ClusterIdentity: spec.ClusterIdentity, Created: o.Created, ProvisioningState: api.StateSucceeded}
 	s.mu.Lock()
@@ -89,7 +90,7 @@ func (s *Server) clusterView(o store.Object) api.ConnectedCluster {
 	default:
 		c.ConnectivityStatus = api.Connecting
 	}
-	return c
+	return c, nil
 }
 
 // offline tells whether a cluster last seen at seen has missed two
@@ -194,7 +195,11 @@ func (s *Server) registerCluster(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "connected cluster "+rg+"/"+name)
 		return
 	}
-	c := s.clusterView(o)
+	c, err := s.clusterView(o)
+	if err != nil {
+		storeError(w, err, "connected cluster "+rg+"/"+name)
+		return
+	}
 	c.AgentToken = tok
 	c.Replaced = replaced
 	writeJSON(w, http.StatusCreated, c)
@@ -230,7 +235,7 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "connected cluster "+r.PathValue("rg")+"/"+r.PathValue("cluster"))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.clusterView(o))
+	writeView(w, http.StatusOK, s.clusterView, o, "connected cluster "+r.PathValue("rg")+"/"+r.PathValue("cluster"))
 }
 
 func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
@@ -239,11 +244,7 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "connected clusters")
 		return
 	}
-	out := []api.ConnectedCluster{}
-	for _, o := range objs {
-		out = append(out, s.clusterView(o))
-	}
-	writeJSON(w, http.StatusOK, out)
+	listViews(w, s.clusterView, objs, "connected clusters")
 }
 
 func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {

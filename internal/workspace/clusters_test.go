@@ -3,11 +3,13 @@ package workspace
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"outpost.dev/outpost/api"
+	"outpost.dev/outpost/internal/store"
 )
 
 // A workspace registers a cluster (by its kube-system UID) once: a second
@@ -65,5 +67,35 @@ func TestClusterRegisteredOnceByIdentity(t *testing.T) {
 
 	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/connectedClusters/x", map[string]string{"clusterIdentity": "bad/uid"}, nil); statusOf(err) != http.StatusBadRequest {
 		t.Fatalf("malformed identity: %v, want 400", err)
+	}
+}
+
+// A stored cluster whose status does not decode is reported as corrupt,
+// not shown as a cluster that never reported.
+func TestCorruptClusterStatusReported(t *testing.T) {
+	dir := t.TempDir()
+	c, stop := start(t, dir, time.Second)
+	ctx := context.Background()
+	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/connectedClusters/a", map[string]string{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	st, err := store.Open(filepath.Join(dir, dbFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateStatus(ctx, clusterKey("rg", "a"), []byte(`{"facts": [`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, stop = start(t, dir, time.Second)
+	defer stop()
+	for _, path := range []string{"/resourceGroups/rg/connectedClusters/a", "/resourceGroups/rg/connectedClusters"} {
+		err := c.Do(ctx, "GET", path, nil, nil)
+		if statusOf(err) != http.StatusInternalServerError || !strings.Contains(err.Error(), "stored status of") {
+			t.Errorf("GET %s: %v, want 500 saying the stored status is unreadable", path, err)
+		}
 	}
 }

@@ -195,12 +195,13 @@ func (c *computeReconciler) facts(ctx context.Context, t string) (clusterFacts, 
 	if err != nil {
 		return f, err
 	}
-	f.found, f.view = true, c.s.clusterView(o)
+	if f.view, err = c.s.clusterView(o); err != nil {
+		return f, err
+	}
+	f.found = true
 	var st clusterStatus
-	if len(o.Status) > 0 {
-		if err := json.Unmarshal(o.Status, &st); err != nil {
-			return f, fmt.Errorf("stored status of %s: %w", o.Key, err)
-		}
+	if err := decodeStored(o, nil, &st); err != nil {
+		return f, err
 	}
 	f.namespaces = st.Namespaces
 	exts, err := c.s.store.List(ctx, kindExtension, rg, kindCluster+"/"+cluster)
@@ -208,7 +209,10 @@ func (c *computeReconciler) facts(ctx context.Context, t string) (clusterFacts, 
 		return f, err
 	}
 	if len(exts) > 0 {
-		e := c.s.extensionView(exts[0])
+		e, err := c.s.extensionView(exts[0])
+		if err != nil {
+			return f, err
+		}
 		f.extension = &e
 	}
 	c.mu.Lock()

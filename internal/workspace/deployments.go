@@ -362,7 +362,7 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) {
 // bad lists what a user can fix; err is the workspace's own failure.
 func (s *Server) resolveDeployment(ctx context.Context, rg, ws string, ep *endpoint, doc *api.OnlineDeployment) (rec deploymentRecord, bad badJob, err error) {
 	rec.Deployment = *doc
-	cs, st, ok, err := s.inferenceCompute(ctx, rg, ws, ep.rec.Compute, "endpoint_name", &bad)
+	cs, st, ok, err := s.usableCompute(ctx, rg, ws, ep.rec.Compute, "endpoint_name", inferenceFeature, &bad)
 	if err != nil || !ok {
 		return rec, bad, err
 	}

@@ -278,82 +278,6 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// inferenceCompute checks that a compute can serve online endpoints now:
-// attached and Succeeded, its cluster registered and connected, with the
-// ML extension's inference on. field names the document field that named
-// the compute. It returns the compute and what its cluster reported.
-func (s *Server) inferenceCompute(ctx context.Context, rg, ws, name, field string, bad *badJob) (computeSpec, clusterStatus, bool, error) {
-	var cs computeSpec
-	var st clusterStatus
-	o, err := s.store.Get(ctx, computeKey(rg, ws, name))
-	if errors.Is(err, store.ErrNotFound) {
-		names, err := s.computeNames(ctx, rg, ws)
-		if err != nil {
-			return cs, st, false, err
-		}
-		bad.add(field, "compute %s not found in workspace %s; computes: %s", name, ws, names)
-		return cs, st, false, nil
-	}
-	if err != nil {
-		return cs, st, false, err
-	}
-	cs, _, err = readCompute(o)
-	if err != nil {
-		return cs, st, false, err
-	}
-	view := s.computeView(o)
-	if view.ProvisioningState != api.StateSucceeded {
-		why := strings.Join(view.ProvisioningErrors, "; ")
-		if why == "" {
-			why = "wait until it is Succeeded (outpost ml compute show --name " + name + ")"
-		}
-		bad.add(field, "compute %s is %s: %s", name, view.ProvisioningState, why)
-		return cs, st, false, nil
-	}
-	co, err := s.store.Get(ctx, clusterKey(cs.ClusterGroup, cs.Cluster))
-	if errors.Is(err, store.ErrNotFound) {
-		bad.add(field, "compute %s: its cluster %s/%s is no longer connected (registration deleted): connect it again, or attach another compute", name, cs.ClusterGroup, cs.Cluster)
-		return cs, st, false, nil
-	}
-	if err != nil {
-		return cs, st, false, err
-	}
-	cv := s.clusterView(co)
-	if cv.ConnectivityStatus != api.Connected {
-		since := "it has not reported yet"
-		if cv.LastConnectivityTime != nil {
-			since = "last seen " + cv.LastConnectivityTime.UTC().Format(time.RFC3339)
-		}
-		bad.add(field, "compute %s: cluster %s/%s is %s (%s): reconnect its agent first (kubectl -n azure-arc get pods)", name, cs.ClusterGroup, cs.Cluster, cv.ConnectivityStatus, since)
-		return cs, st, false, nil
-	}
-	exts, err := s.store.List(ctx, kindExtension, cs.ClusterGroup, kindCluster+"/"+cs.Cluster)
-	if err != nil {
-		return cs, st, false, err
-	}
-	inference := false
-	extName := "<extension>"
-	for _, e := range exts {
-		var es extensionSpec
-		if err := json.Unmarshal(e.Spec, &es); err != nil {
-			return cs, st, false, fmt.Errorf("stored %s: %w", e.Key, err)
-		}
-		extName = e.Name
-		inference = inference || strings.EqualFold(es.Settings["enableInference"], "true")
-	}
-	if !inference {
-		bad.add(field, "Inference feature is not enabled on cluster %s (extension %s) of compute %s: enable it with `outpost k8s-extension update --name %s --cluster-name %s --resource-group %s --cluster-type connectedClusters --config enableInference=True allowInsecureConnections=True` (or with a TLS certificate)",
-			cs.Cluster, extName, name, extName, cs.Cluster, cs.ClusterGroup)
-		return cs, st, false, nil
-	}
-	if len(co.Status) > 0 {
-		if err := json.Unmarshal(co.Status, &st); err != nil {
-			return cs, st, false, fmt.Errorf("stored status of %s: %w", co.Key, err)
-		}
-	}
-	return cs, st, true, nil
-}
-
 // documentError answers a document that is wrong: each problem on a line
 // of its own, naming its field.
 func documentError(w http.ResponseWriter, code string, err error) {
@@ -403,7 +327,7 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	var bad badJob
 	computeName := strings.TrimPrefix(doc.Compute, "azureml:")
-	cs, _, ok, err := s.inferenceCompute(ctx, rg, ws, computeName, "compute", &bad)
+	cs, _, ok, err := s.usableCompute(ctx, rg, ws, computeName, "compute", inferenceFeature, &bad)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
 		return

@@ -44,11 +44,12 @@ func extensionKey(rg, cluster, name string) store.Key {
 	return store.Key{Kind: kindExtension, Group: rg, Parent: kindCluster + "/" + cluster, Name: name}
 }
 
-func (s *Server) extensionView(o store.Object) api.Extension {
+func (s *Server) extensionView(o store.Object) (api.Extension, error) {
 	var spec extensionSpec
 	var st extensionStatus
-	_ = json.Unmarshal(o.Spec, &spec)
-	_ = json.Unmarshal(o.Status, &st)
+	if err := decodeStored(o, &spec, &st); err != nil {
+		return api.Extension{}, err
+	}
 	cluster := strings.TrimPrefix(o.Parent, kindCluster+"/")
 	e := api.Extension{ID: clusterID(o.Group, cluster) + "/extensions/" + o.Name, Name: o.Name, ResourceGroup: o.Group,
 		ClusterName: cluster, ClusterType: spec.ClusterType, ExtensionType: spec.ExtensionType, Scope: spec.Scope,
@@ -74,7 +75,7 @@ func (s *Server) extensionView(o store.Object) api.Extension {
 	case api.InstallFailed:
 		e.ProvisioningState = api.StateFailed
 	}
-	return e
+	return e, nil
 }
 
 // validateExtension checks a request against the cluster and the settings
@@ -158,7 +159,7 @@ func (s *Server) createExtension(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "extension "+name)
 		return
 	}
-	writeJSON(w, http.StatusCreated, s.extensionView(o))
+	writeView(w, http.StatusCreated, s.extensionView, o, "extension "+name)
 }
 
 // updateExtension merges the given settings into the stored ones, as
@@ -195,7 +196,7 @@ func (s *Server) updateExtension(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidConfiguration", invalid.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, s.extensionView(o))
+	writeView(w, http.StatusOK, s.extensionView, o, "extension "+name)
 }
 
 // mergeRetry bounds the re-merges of one update. Each conflict means another
@@ -271,7 +272,7 @@ func (s *Server) getExtension(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "extension "+r.PathValue("name"))
 		return
 	}
-	writeJSON(w, http.StatusOK, s.extensionView(o))
+	writeView(w, http.StatusOK, s.extensionView, o, "extension "+r.PathValue("name"))
 }
 
 func (s *Server) listExtensions(w http.ResponseWriter, r *http.Request) {
@@ -280,11 +281,7 @@ func (s *Server) listExtensions(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err, "extensions")
 		return
 	}
-	out := []api.Extension{}
-	for _, o := range objs {
-		out = append(out, s.extensionView(o))
-	}
-	writeJSON(w, http.StatusOK, out)
+	listViews(w, s.extensionView, objs, "extensions")
 }
 
 // deleteExtension removes the record at once; the agent, seeing it gone from

@@ -271,75 +271,11 @@ func (s *Server) resolveCompute(ctx context.Context, rg, ws string, rec *jobReco
 	}
 	spec.Compute = "azureml:" + name
 	rec.Compute = name
-	o, err := s.store.Get(ctx, computeKey(rg, ws, name))
-	if errors.Is(err, store.ErrNotFound) {
-		names, err := s.computeNames(ctx, rg, ws)
-		if err != nil {
-			return err
-		}
-		bad.add("compute", "compute %s not found in workspace %s; computes: %s", name, ws, names)
-		return nil
-	}
-	if err != nil {
+	cs, st, ok, err := s.usableCompute(ctx, rg, ws, name, "compute", trainingFeature, bad)
+	if err != nil || !ok {
 		return err
-	}
-	cs, _, err := readCompute(o)
-	if err != nil {
-		return err
-	}
-	view := s.computeView(o)
-	if view.ProvisioningState != api.StateSucceeded {
-		why := strings.Join(view.ProvisioningErrors, "; ")
-		if why == "" {
-			why = "wait until it is Succeeded (outpost ml compute show --name " + name + ")"
-		}
-		bad.add("compute", "compute %s is %s: %s", name, view.ProvisioningState, why)
-		return nil
 	}
 	rec.ClusterGroup, rec.Cluster, rec.Namespace = cs.ClusterGroup, cs.Cluster, cs.Namespace
-	co, err := s.store.Get(ctx, clusterKey(cs.ClusterGroup, cs.Cluster))
-	if errors.Is(err, store.ErrNotFound) {
-		bad.add("compute", "compute %s: its cluster %s/%s is no longer connected (registration deleted): connect it again, or attach another compute", name, cs.ClusterGroup, cs.Cluster)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	cv := s.clusterView(co)
-	if cv.ConnectivityStatus != api.Connected {
-		since := "it has not reported yet"
-		if cv.LastConnectivityTime != nil {
-			since = "last seen " + cv.LastConnectivityTime.UTC().Format(time.RFC3339)
-		}
-		bad.add("compute", "compute %s: cluster %s/%s is %s (%s): a job sent there would wait for nothing; reconnect its agent first (kubectl -n azure-arc get pods)",
-			name, cs.ClusterGroup, cs.Cluster, cv.ConnectivityStatus, since)
-		return nil
-	}
-	exts, err := s.store.List(ctx, kindExtension, cs.ClusterGroup, kindCluster+"/"+cs.Cluster)
-	if err != nil {
-		return err
-	}
-	training := false
-	extName := "<extension>"
-	for _, e := range exts {
-		var es extensionSpec
-		if err := json.Unmarshal(e.Spec, &es); err != nil {
-			return fmt.Errorf("stored %s: %w", e.Key, err)
-		}
-		extName = e.Name
-		training = training || strings.EqualFold(es.Settings["enableTraining"], "true")
-	}
-	if !training {
-		bad.add("compute", "Training feature is not enabled on cluster %s (extension %s): enable it with `outpost k8s-extension update --name %s --cluster-name %s --resource-group %s --cluster-type connectedClusters --config enableTraining=True`",
-			cs.Cluster, extName, extName, cs.Cluster, cs.ClusterGroup)
-		return nil
-	}
-	var st clusterStatus
-	if len(co.Status) > 0 {
-		if err := json.Unmarshal(co.Status, &st); err != nil {
-			return fmt.Errorf("stored status of %s: %w", co.Key, err)
-		}
-	}
 	it := api.DefaultInstanceType
 	if spec.Resources != nil && spec.Resources.InstanceType != "" {
 		it = spec.Resources.InstanceType

@@ -23,11 +23,16 @@ const kindModel = "models"
 
 var models = func() assetKind {
 	ak := newAssetKind(kindModel, "model", modelFields, checkModel)
-	ak.archived = func(o store.Object) bool { return modelStage(o) == api.ModelArchived }
+	// An unreadable stage counts as not archived, and the view says it
+	// is unreadable, as it does of an unreadable spec.
+	ak.archived = func(o store.Object) bool { st, _ := modelStage(o); return st == api.ModelArchived }
 	view := ak.view
 	ak.view = func(o store.Object, name, version string) any {
 		m := view(o, name, version).(api.Model)
-		m.Stage = modelStage(o)
+		var err error
+		if m.Stage, err = modelStage(o); err != nil {
+			m.Description = err.Error()
+		}
 		return m
 	}
 	return ak
@@ -42,12 +47,12 @@ type modelStatus struct {
 	Stage string `json:"stage,omitempty"`
 }
 
-func modelStage(o store.Object) string {
+func modelStage(o store.Object) (string, error) {
 	var st modelStatus
-	if len(o.Status) > 0 && json.Unmarshal(o.Status, &st) == nil {
-		return st.Stage
+	if err := decodeStored(o, nil, &st); err != nil {
+		return "", fmt.Errorf("stage unreadable: %w", err)
 	}
-	return ""
+	return st.Stage, nil
 }
 
 // checkModel checks what is a model's own (its path must be in the
@@ -152,7 +157,7 @@ func (s *Server) setModelStage(w http.ResponseWriter, r *http.Request, stage str
 	}
 	out := []api.Model{}
 	for _, o := range objs {
-		if modelStage(o) != stage {
+		if cur, err := modelStage(o); err != nil || cur != stage {
 			body, err := json.Marshal(modelStatus{Stage: stage})
 			if err != nil {
 				writeError(w, http.StatusInternalServerError, "InternalError", err.Error())

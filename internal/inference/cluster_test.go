@@ -8,21 +8,14 @@ package inference
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -37,10 +30,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -107,44 +98,12 @@ func setup() error {
 	if err != nil {
 		return err
 	}
-	// The operator runs as its rendered service account, with its rendered
-	// RBAC, so that a permission the role lacks fails these tests.
-	var names []string
-	for _, o := range objs {
-		switch {
-		case o.GetKind() == "Namespace",
-			o.GetKind() == "ServiceAccount" && o.GetName() == "inference-operator",
-			strings.HasPrefix(o.GetKind(), "ClusterRole") && o.GetName() == "ml-inference-operator":
-			if err := kube.Create(ctx, o.DeepCopy()); err != nil {
-				return fmt.Errorf("create %s %s: %w", o.GetKind(), o.GetName(), err)
-			}
-		case o.GetKind() == "CustomResourceDefinition":
-			var crd apiextensionsv1.CustomResourceDefinition
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &crd); err != nil {
-				return err
-			}
-			if err := kube.Create(ctx, &crd); err != nil {
-				return fmt.Errorf("the API server refuses CRD %s: %w", crd.Name, err)
-			}
-			names = append(names, crd.Name)
-		}
-	}
-	for _, name := range names {
-		var crd apiextensionsv1.CustomResourceDefinition
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			if err := kube.Get(ctx, types.NamespacedName{Name: name}, &crd); err != nil {
-				return false, err
-			}
-			for _, c := range crd.Status.Conditions {
-				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			return fmt.Errorf("CRD %s not established (%v): %+v", name, err, crd.Status.Conditions)
-		}
+	err = clustertest.InstallRendered(ctx, objs, func(kind, name string) bool {
+		return kind == "Namespace" || kind == "ServiceAccount" && name == "inference-operator" ||
+			strings.HasPrefix(kind, "ClusterRole") && name == "ml-inference-operator"
+	})
+	if err != nil {
+		return err
 	}
 	if runAPI, err = startDeployRunServer(); err != nil {
 		return err
@@ -165,16 +124,8 @@ func setup() error {
 		})
 		fmt.Fprintf(&opLog, "operator ended: %v\n", err)
 	}()
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		resp, err := http.Get("http://" + probe + "/healthz")
-		if err != nil {
-			return false, nil // not listening yet
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		return fmt.Errorf("the operator's /healthz never answered 200 (%v):\n%s", err, opLog.String())
+	if err := clustertest.WaitHealthz(ctx, probe, &opLog); err != nil {
+		return fmt.Errorf("the operator: %w", err)
 	}
 	return nil
 }
@@ -204,21 +155,11 @@ type deployRunServer struct {
 const runToken = "deployment-test-token"
 
 func startDeployRunServer() (*deployRunServer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, caPEM, _, err := clustertest.SelfSigned("deployment-run api test", 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "deployment-run api test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	s := &deployRunServer{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+	s := &deployRunServer{caPEM: caPEM,
 		runs: map[string]api.DeploymentRun{}, files: map[string][]byte{}, logs: map[string][]byte{}}
 	const base = "/deployrun/v1/resourceGroups/rg/workspaces/ws/onlineEndpoints/{e}/deployments/{d}"
 	mux := http.NewServeMux()
@@ -296,7 +237,7 @@ func startDeployRunServer() (*deployRunServer, error) {
 			}
 			mux.ServeHTTP(w, r)
 		}),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 	}
 	go srv.ServeTLS(l, "", "")
 	s.url = "https://" + l.Addr().String()

@@ -6,17 +6,10 @@ package training
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -30,9 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -97,45 +88,12 @@ func setup() error {
 	if err != nil {
 		return err
 	}
-	// The operator runs as its rendered service account, with its rendered
-	// RBAC, so that a permission the role lacks fails these tests.
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding":
-			if o.GetKind() == "ServiceAccount" && o.GetName() != "training-operator" ||
-				strings.HasPrefix(o.GetKind(), "ClusterRole") && o.GetName() != "ml-training-operator" {
-				continue
-			}
-			if err := kube.Create(ctx, o.DeepCopy()); err != nil {
-				return fmt.Errorf("create %s %s: %w", o.GetKind(), o.GetName(), err)
-			}
-		}
-	}
-	var names []string
-	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" {
-			continue
-		}
-		var crd apiextensionsv1.CustomResourceDefinition
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &crd); err != nil {
-			return err
-		}
-		if err := kube.Create(ctx, &crd); err != nil {
-			return fmt.Errorf("the API server refuses CRD %s: %w", crd.Name, err)
-		}
-		names = append(names, crd.Name)
-	}
-	for _, name := range names {
-		var crd apiextensionsv1.CustomResourceDefinition
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			if err := kube.Get(ctx, types.NamespacedName{Name: name}, &crd); err != nil {
-				return false, err
-			}
-			return established(&crd), nil
-		})
-		if err != nil {
-			return fmt.Errorf("CRD %s not established (%v): %+v", name, err, crd.Status.Conditions)
-		}
+	err = clustertest.InstallRendered(ctx, objs, func(kind, name string) bool {
+		return kind == "Namespace" || kind == "ServiceAccount" && name == "training-operator" ||
+			strings.HasPrefix(kind, "ClusterRole") && name == "ml-training-operator"
+	})
+	if err != nil {
+		return err
 	}
 	if jobAPI, err = startJobServer(); err != nil {
 		return err
@@ -158,27 +116,10 @@ func setup() error {
 		fmt.Fprintf(&opLog, "operator ended: %v\n", err)
 	}()
 	// The probe answers once the caches are filled: then jobs are admitted.
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		resp, err := http.Get("http://" + probe + "/healthz")
-		if err != nil {
-			return false, nil // not listening yet
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		return fmt.Errorf("the operator's /healthz never answered 200 (%v):\n%s", err, opLog.String())
+	if err := clustertest.WaitHealthz(ctx, probe, &opLog); err != nil {
+		return fmt.Errorf("the operator: %w", err)
 	}
 	return nil
-}
-
-func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-			return true
-		}
-	}
-	return false
 }
 
 func freeAddr() string {
@@ -201,21 +142,11 @@ type jobServer struct {
 }
 
 func startJobServer() (*jobServer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, caPEM, _, err := clustertest.SelfSigned("job api test", 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "job api test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	s := &jobServer{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), done: make(chan struct{})}
+	s := &jobServer{caPEM: caPEM, done: make(chan struct{})}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -232,7 +163,7 @@ func startJobServer() (*jobServer, error) {
 				http.Error(w, "credential refused by the test", http.StatusForbidden)
 			}
 		}),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 	}
 	go srv.ServeTLS(l, "", "")
 	s.url = "https://" + l.Addr().String()

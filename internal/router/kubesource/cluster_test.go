@@ -7,20 +7,13 @@ package kubesource
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -30,8 +23,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,7 +31,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"outpost.dev/outpost/api"
 	inferencev1 "outpost.dev/outpost/api/inference/v1alpha1"
@@ -70,7 +60,7 @@ func clients(t *testing.T) (kubernetes.Interface, dynamic.Interface) {
 
 // install creates what the extension renders for the router: its
 // namespace, service account, RBAC, ConfigMap and the inference CRDs.
-func install(t *testing.T, kube kubernetes.Interface) {
+func install(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	objs, err := extension.Render(extension.Settings{EnableInference: true, AllowInsecureConnections: true},
@@ -78,49 +68,14 @@ func install(t *testing.T, kube kubernetes.Interface) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(clustertest.Cluster.REST, client.Options{})
+	err = clustertest.InstallRendered(ctx, objs, func(kind, name string) bool {
+		return kind == "Namespace" ||
+			name == "azureml-fe" && (kind == "ServiceAccount" || kind == "Role" || kind == "RoleBinding") ||
+			name == "ml-azureml-fe" && strings.HasPrefix(kind, "ClusterRole") ||
+			kind == "ConfigMap" && name == extension.RouterConfigName
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	crds, err := apiextensionsclient.NewForConfig(clustertest.Cluster.REST)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var crdNames []string
-	for _, o := range objs {
-		kind, name := o.GetKind(), o.GetName()
-		switch {
-		case kind == "CustomResourceDefinition":
-			var crd apiextensionsv1.CustomResourceDefinition
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &crd); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := crds.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, &crd, metav1.CreateOptions{}); err != nil {
-				t.Fatalf("the API server refuses CRD %s: %v", crd.Name, err)
-			}
-			crdNames = append(crdNames, crd.Name)
-		case kind == "Namespace",
-			name == "azureml-fe" && (kind == "ServiceAccount" || kind == "Role" || kind == "RoleBinding"),
-			name == "ml-azureml-fe" && strings.HasPrefix(kind, "ClusterRole"),
-			kind == "ConfigMap" && name == extension.RouterConfigName:
-			if err := c.Create(ctx, o.DeepCopy()); err != nil {
-				t.Fatalf("create %s %s: %v", kind, name, err)
-			}
-		}
-	}
-	for _, name := range crdNames {
-		clustertest.Eventually(t, time.Minute, "CRD "+name+" established", func() error {
-			crd, err := crds.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			for _, c := range crd.Status.Conditions {
-				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-					return nil
-				}
-			}
-			return errors.New("not established")
-		})
 	}
 }
 
@@ -212,7 +167,7 @@ var (
 
 func TestClusterRouting(t *testing.T) {
 	kube, dyn := clients(t)
-	install(t, kube)
+	install(t)
 	ctx := context.Background()
 	rc := rest.CopyConfig(clustertest.Cluster.REST)
 	// The router's rendered RBAC must be enough.
@@ -412,19 +367,9 @@ func TestClusterHTTPS(t *testing.T) {
 
 func selfSigned(t *testing.T, cn string) ([]byte, []byte) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, cert, key, err := clustertest.SelfSigned(cn, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
+	return cert, key
 }

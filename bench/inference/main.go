@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,9 +55,9 @@ import (
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/api/inference/v1alpha1"
+	"outpost.dev/outpost/bench/benchenv"
 	"outpost.dev/outpost/internal/client"
 	"outpost.dev/outpost/internal/cluster"
-	"outpost.dev/outpost/internal/clustertest"
 )
 
 const (
@@ -111,13 +110,13 @@ type options struct {
 
 // bench is the cluster, the workspace, a login to it and the example's copy.
 type bench struct {
+	env     *benchenv.Env
 	dir     string
 	example string
 	bin     string
 	cfg     *cluster.Config
 	kube    kubernetes.Interface
 	ws      *client.Client
-	env     []string
 }
 
 func run(ctx context.Context, o options) error {
@@ -222,131 +221,32 @@ func run(ctx context.Context, o options) error {
 }
 
 func setup(ctx context.Context) (*bench, func(), error) {
-	var undo []func()
-	cleanup := func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
-	bin, err := clustertest.Binary()
+	e, err := benchenv.Start(ctx, benchenv.Options{Name: "inference", ResourceGroup: rg, Workspace: ws, Compute: computeName, Heartbeat: "1s",
+		Extension: []string{"--scope", "cluster", "--config", "enableInference=True", "allowInsecureConnections=True", "inferenceRouterServiceType=NodePort"}})
 	if err != nil {
-		return nil, cleanup, err
+		return nil, func() {}, err
 	}
-	kubeBin, err := cluster.FindKubeBinDir(os.Getenv("OUTPOST_KUBE_BIN_DIR"), bin)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	dir, err := os.MkdirTemp("", "outpost-inference-bench-")
-	if err != nil {
-		return nil, cleanup, err
-	}
-	undo = append(undo, func() { os.RemoveAll(dir) })
-
 	// The example's copy, its model trained with Debian's python3: the one
 	// the pods run (scripts/deps.sh installs scikit-learn for it).
 	_, self, _, _ := runtime.Caller(0)
-	example := filepath.Join(dir, "example")
+	example := filepath.Join(e.Dir, "example")
 	if out, err := exec.CommandContext(ctx, "cp", "-r", filepath.Join(filepath.Dir(self), "..", "..", "examples", "endpoints"), example).CombinedOutput(); err != nil {
-		return nil, cleanup, fmt.Errorf("copy examples/endpoints: %v\n%s", err, out)
+		e.Close()
+		return nil, func() {}, fmt.Errorf("copy examples/endpoints: %v\n%s", err, out)
 	}
 	if out, err := exec.CommandContext(ctx, "/usr/bin/python3", filepath.Join(example, "train.py")).CombinedOutput(); err != nil {
-		return nil, cleanup, fmt.Errorf("train the example's model: %v\n%s", err, out)
+		e.Close()
+		return nil, func() {}, fmt.Errorf("train the example's model: %v\n%s", err, out)
 	}
-
-	slot, release, err := clustertest.Slot()
-	if err != nil {
-		return nil, cleanup, err
-	}
-	undo = append(undo, release)
-	cfg := &cluster.Config{Dir: filepath.Join(dir, "cluster"), KubeBinDir: kubeBin, Outpost: bin}
-	slot.Apply(cfg)
-	fmt.Fprintln(os.Stderr, "starting a local cluster, a workspace, the agent and the extension (inference, HTTP router on a node port)...")
-	// Down is registered before Up: a cluster half started (or Ctrl-C
-	// during Up) is stopped too.
-	undo = append(undo, func() { cluster.Down(cfg, true, os.Stderr) })
-	if err := cluster.Up(ctx, cfg, os.Stderr); err != nil {
-		return nil, cleanup, err
-	}
-	rc, err := cfg.RESTConfig()
-	if err != nil {
-		return nil, cleanup, err
-	}
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, cleanup, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	data := filepath.Join(dir, "workspace")
-	wsCmd := exec.Command(bin, "workspace", "serve", "--addr", addr, "--data-dir", data, "--heartbeat", "1s")
-	wsCmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is for the bench, which stops it last
-	log, err := os.Create(filepath.Join(dir, "workspace.log"))
-	if err != nil {
-		return nil, cleanup, err
-	}
-	wsCmd.Stdout, wsCmd.Stderr = log, log
-	if err := wsCmd.Start(); err != nil {
-		return nil, cleanup, err
-	}
-	undo = append(undo, func() { wsCmd.Process.Kill(); wsCmd.Wait(); log.Close() })
-	var tok []byte
-	for tries := 0; ; tries++ {
-		var c net.Conn
-		if tok, err = os.ReadFile(filepath.Join(data, "admin-token")); err == nil {
-			if c, err = net.Dial("tcp", addr); err == nil {
-				c.Close()
-				break
-			}
-		}
-		if tries == 400 {
-			return nil, cleanup, fmt.Errorf("the workspace did not start in 20 s: %w (log %s)", err, filepath.Join(dir, "workspace.log"))
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return nil, cleanup, err
-		}
-	}
-	ca, err := os.ReadFile(filepath.Join(data, "tls", "ca.crt"))
-	if err != nil {
-		return nil, cleanup, err
-	}
-	login := client.Config{URL: "https://" + addr, Token: strings.TrimSpace(string(tok)), CA: string(ca)}
-	wc, err := client.New(login)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	b := &bench{dir: dir, example: example, bin: bin, cfg: cfg, kube: kube, ws: wc,
-		env: append(os.Environ(), "OUTPOST_URL="+login.URL, "OUTPOST_TOKEN="+login.Token, "OUTPOST_CA_FILE="+filepath.Join(data, "tls", "ca.crt"),
-			"OUTPOST_CONFIG="+filepath.Join(dir, "login.json"), "KUBECONFIG="+cfg.KubeconfigPath())}
-	for _, args := range [][]string{
-		{"connectedk8s", "connect", "-n", "c1", "-g", rg},
-		{"k8s-extension", "create", "--name", "ml", "--extension-type", "Microsoft.AzureML.Kubernetes", "--cluster-type", "connectedClusters",
-			"--cluster-name", "c1", "--resource-group", rg, "--scope", "cluster",
-			"--config", "enableInference=True", "allowInsecureConnections=True", "inferenceRouterServiceType=NodePort"},
-		{"ml", "compute", "attach", "-g", rg, "-w", ws, "--name", computeName, "--type", "Kubernetes", "--resource-id", "/resourceGroups/" + rg + "/connectedClusters/c1"},
-	} {
-		if _, err := b.outpost(ctx, args...); err != nil {
-			return nil, cleanup, err
-		}
-	}
-	return b, cleanup, nil
+	b := &bench{env: e, dir: e.Dir, example: example, bin: e.Bin, cfg: e.Cluster, kube: e.Kube, ws: e.WS}
+	return b, e.Close, nil
 }
 
 // file is a path in the example's copy.
 func (b *bench) file(name string) string { return filepath.Join(b.example, name) }
 
 func (b *bench) outpost(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, b.bin, args...)
-	cmd.Env = b.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("outpost %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return stdout.String(), nil
+	return b.env.Outpost(ctx, args...)
 }
 
 // ml runs `outpost ml ...` in the workspace rg/ws.

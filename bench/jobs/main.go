@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,9 +39,9 @@ import (
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/api/training/v1alpha1"
+	"outpost.dev/outpost/bench/benchenv"
 	"outpost.dev/outpost/internal/client"
 	"outpost.dev/outpost/internal/cluster"
-	"outpost.dev/outpost/internal/clustertest"
 )
 
 const (
@@ -88,6 +87,7 @@ type options struct {
 
 // bench is the cluster, the workspace and a login to it.
 type bench struct {
+	env   *benchenv.Env
 	dir   string
 	bin   string
 	cfg   *cluster.Config
@@ -95,7 +95,6 @@ type bench struct {
 	meta  metadata.Interface
 	ws    *client.Client
 	wsPid int
-	env   []string
 }
 
 func run(ctx context.Context, o options) error {
@@ -173,105 +172,19 @@ func run(ctx context.Context, o options) error {
 }
 
 func setup(ctx context.Context) (*bench, func(), error) {
-	var undo []func()
-	cleanup := func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
-	bin, err := clustertest.Binary()
+	e, err := benchenv.Start(ctx, benchenv.Options{Name: "jobs", ResourceGroup: rg, Workspace: ws, Compute: computeName, Heartbeat: "2s",
+		Extension: []string{"--config", "enableTraining=True"},
+		QPS:       200, Burst: 400}) // the baseline's client must not be the bottleneck
 	if err != nil {
-		return nil, cleanup, err
+		return nil, func() {}, err
 	}
-	kubeBin, err := cluster.FindKubeBinDir(os.Getenv("OUTPOST_KUBE_BIN_DIR"), bin)
+	meta, err := metadata.NewForConfig(e.REST)
 	if err != nil {
-		return nil, cleanup, err
+		e.Close()
+		return nil, func() {}, err
 	}
-	dir, err := os.MkdirTemp("", "outpost-jobs-bench-")
-	if err != nil {
-		return nil, cleanup, err
-	}
-	undo = append(undo, func() { os.RemoveAll(dir) })
-	slot, release, err := clustertest.Slot()
-	if err != nil {
-		return nil, cleanup, err
-	}
-	undo = append(undo, release)
-	cfg := &cluster.Config{Dir: filepath.Join(dir, "cluster"), KubeBinDir: kubeBin, Outpost: bin}
-	slot.Apply(cfg)
-	fmt.Fprintln(os.Stderr, "starting a local cluster, a workspace, the agent and the extension...")
-	// Down is registered before Up: a cluster half started (or Ctrl-C
-	// during Up) is stopped too.
-	undo = append(undo, func() { cluster.Down(cfg, true, os.Stderr) })
-	if err := cluster.Up(ctx, cfg, os.Stderr); err != nil {
-		return nil, cleanup, err
-	}
-	rc, err := cfg.RESTConfig()
-	if err != nil {
-		return nil, cleanup, err
-	}
-	rc.QPS, rc.Burst = 200, 400 // the baseline's client must not be the bottleneck
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	meta, err := metadata.NewForConfig(rc)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, cleanup, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	data := filepath.Join(dir, "workspace")
-	wsCmd := exec.Command(bin, "workspace", "serve", "--addr", addr, "--data-dir", data, "--heartbeat", "2s")
-	wsCmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C is for the bench, which stops it last
-	log, err := os.Create(filepath.Join(dir, "workspace.log"))
-	if err != nil {
-		return nil, cleanup, err
-	}
-	wsCmd.Stdout, wsCmd.Stderr = log, log
-	if err := wsCmd.Start(); err != nil {
-		return nil, cleanup, err
-	}
-	undo = append(undo, func() { wsCmd.Process.Kill(); wsCmd.Wait(); log.Close() })
-	var tok []byte
-	for range 200 {
-		if tok, err = os.ReadFile(filepath.Join(data, "admin-token")); err == nil {
-			if c, err := net.Dial("tcp", addr); err == nil {
-				c.Close()
-				break
-			}
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return nil, cleanup, err
-		}
-	}
-	ca, err := os.ReadFile(filepath.Join(data, "tls", "ca.crt"))
-	if err != nil {
-		return nil, cleanup, err
-	}
-	login := client.Config{URL: "https://" + addr, Token: strings.TrimSpace(string(tok)), CA: string(ca)}
-	wc, err := client.New(login)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	b := &bench{dir: dir, bin: bin, cfg: cfg, kube: kube, meta: meta, ws: wc, wsPid: wsCmd.Process.Pid,
-		env: append(os.Environ(), "OUTPOST_URL="+login.URL, "OUTPOST_TOKEN="+login.Token, "OUTPOST_CA_FILE="+filepath.Join(data, "tls", "ca.crt"),
-			"OUTPOST_CONFIG="+filepath.Join(dir, "login.json"), "KUBECONFIG="+cfg.KubeconfigPath())}
-	for _, args := range [][]string{
-		{"connectedk8s", "connect", "-n", "c1", "-g", rg},
-		{"k8s-extension", "create", "--name", "ml", "--extension-type", "Microsoft.AzureML.Kubernetes", "--cluster-type", "connectedClusters",
-			"--cluster-name", "c1", "--resource-group", rg, "--config", "enableTraining=True"},
-		{"ml", "compute", "attach", "-g", rg, "-w", ws, "--name", computeName, "--type", "Kubernetes", "--resource-id", "/resourceGroups/" + rg + "/connectedClusters/c1"},
-	} {
-		if err := b.outpost(ctx, args...); err != nil {
-			return nil, cleanup, err
-		}
-	}
-	return b, cleanup, nil
+	b := &bench{env: e, dir: e.Dir, bin: e.Bin, cfg: e.Cluster, kube: e.Kube, meta: meta, ws: e.WS, wsPid: e.WSPid}
+	return b, e.Close, nil
 }
 
 // keepLogs copies the workspace's log and the agent's and operator's pod
@@ -319,12 +232,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (b *bench) outpost(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, b.bin, args...)
-	cmd.Env = b.env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("outpost %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
+	_, err := b.env.Outpost(ctx, args...)
+	return err
 }
 
 // instanceType applies an InstanceType and waits until the workspace knows

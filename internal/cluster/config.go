@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"outpost.dev/outpost/internal/atomicfile"
 )
 
 // Config says where a cluster lives and which addresses it takes. It is saved
@@ -136,7 +138,9 @@ func (c *Config) save() error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(c.path("cluster.json"), data, 0o600)
+	// Replaced whole (a process starting never reads half of it), 0600
+	// whatever mode an older file had.
+	return atomicfile.Write(c.path("cluster.json"), data, 0o600)
 }
 
 // ErrNoCluster is returned when a directory holds no cluster.

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"outpost.dev/outpost/internal/atomicfile"
 )
 
 // Config is the node agent's configuration file.
@@ -87,7 +88,9 @@ func (c Config) Save(file string) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(file, data, 0o600)
+	// Replaced whole (a process starting never reads half of it), 0600
+	// whatever mode an older file had.
+	return atomicfile.Write(file, data, 0o600)
 }
 
 // LoadConfig reads a configuration written by Save.

@@ -31,6 +31,7 @@ deps:
 ## test: the whole test suite (unit, integration on a local cluster, end to end)
 test: deps build kube
 	go vet ./...
+	/usr/bin/python3 -B -m unittest discover -s sdk/python -t sdk/python
 	go test -count=1 -timeout 30m ./...
 
 ## conformance: upstream [Conformance] tests of the node's areas on a fresh local

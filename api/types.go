@@ -127,6 +127,17 @@ type Identity struct {
 	Type                   string   `json:"type"` // SystemAssigned, UserAssigned or None
 	PrincipalID            string   `json:"principalId,omitempty"`
 	UserAssignedIdentities []string `json:"userAssignedIdentities,omitempty"`
+	// UserAssignedIdentityDetails are the principal and client ids of
+	// each user-assigned identity, what Azure shows under
+	// identity.userAssignedIdentities.<id>: what permissions are granted to.
+	UserAssignedIdentityDetails []UserAssignedIdentity `json:"userAssignedIdentityDetails,omitempty"`
+}
+
+// UserAssignedIdentity is a user-assigned identity's ids.
+type UserAssignedIdentity struct {
+	ResourceID  string `json:"resourceId"`
+	PrincipalID string `json:"principalId"`
+	ClientID    string `json:"clientId"`
 }
 
 // ComputeRequest attaches a cluster.

@@ -25,6 +25,8 @@ done
 # and through the router.
 command -v wrk >/dev/null || need+=(wrk)
 dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q 'ok installed' || need+=(nginx)
+# e2e/sdk installs the Python SDK offline with pip (setuptools and wheel come with it).
+dpkg-query -W -f='${Status}' python3-pip 2>/dev/null | grep -q 'ok installed' || need+=(python3-pip)
 # The Studio's browser tests (e2e/studio) drive Debian's headless Chromium.
 command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

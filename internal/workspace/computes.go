@@ -96,7 +96,19 @@ func (s *Server) computeView(o store.Object) api.Compute {
 	if st.Reason != "" {
 		c.ProvisioningErrors = []string{st.Reason}
 	}
+	// A user-assigned identity's ids are its own, whichever compute uses
+	// it: derived from its resource id, the same everywhere.
+	for _, id := range spec.Identity.UserAssignedIdentities {
+		c.Identity.UserAssignedIdentityDetails = append(c.Identity.UserAssignedIdentityDetails, api.UserAssignedIdentity{
+			ResourceID: id, PrincipalID: stableUUID("principal " + id), ClientID: stableUUID("client " + id)})
+	}
 	return c
+}
+
+// stableUUID is a UUID-shaped id that is always the same for seed.
+func stableUUID(seed string) string {
+	sum := sha256.Sum256([]byte(seed))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
 }
 
 func (s *Server) attachCompute(w http.ResponseWriter, r *http.Request) {
@@ -118,8 +130,7 @@ func (s *Server) attachCompute(w http.ResponseWriter, r *http.Request) {
 	if spec.Identity.Type == "SystemAssigned" {
 		// A stable id for the compute's identity: what a workload of this
 		// compute presents as its principal.
-		sum := sha256.Sum256([]byte(rg + "/" + ws + "/" + name + "/" + spec.ResourceID))
-		spec.Identity.PrincipalID = fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
+		spec.Identity.PrincipalID = stableUUID(rg + "/" + ws + "/" + name + "/" + spec.ResourceID)
 	}
 	body, err := json.Marshal(spec)
 	if err != nil {

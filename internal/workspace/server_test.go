@@ -12,10 +12,12 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"outpost.dev/outpost/internal/clustertest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"outpost.dev/outpost/internal/clustertest"
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/client"
@@ -227,6 +229,27 @@ func TestAgentProtocolAndPersistence(t *testing.T) {
 	attach := api.ComputeRequest{Type: "Kubernetes", ResourceID: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Kubernetes/connectedClusters/c1"}
 	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s", attach, &comp); err != nil || comp.ProvisioningState != api.StateCreating || comp.Namespace != "default" || comp.Identity.PrincipalID == "" {
 		t.Fatalf("attach: %+v %v", comp, err)
+	}
+	// A user-assigned identity has its own principal and client ids, the
+	// same on every compute that uses it.
+	ua := attach
+	ua.IdentityType, ua.UserAssignedIdentities = "UserAssigned", []string{"/subscriptions/x/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1"}
+	var ua1, ua2 api.Compute
+	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s-ua1", ua, &ua1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s-ua2", ua, &ua2); err != nil {
+		t.Fatal(err)
+	}
+	if d := ua1.Identity.UserAssignedIdentityDetails; len(d) != 1 || d[0].ResourceID != ua.UserAssignedIdentities[0] || d[0].PrincipalID == "" ||
+		d[0].ClientID == "" || d[0].PrincipalID == d[0].ClientID || ua1.Identity.PrincipalID != "" ||
+		!reflect.DeepEqual(d, ua2.Identity.UserAssignedIdentityDetails) {
+		t.Fatalf("user-assigned identity: %+v and %+v", ua1.Identity, ua2.Identity)
+	}
+	for _, n := range []string{"k8s-ua1", "k8s-ua2"} {
+		if err := c.Do(ctx, "DELETE", "/resourceGroups/rg/workspaces/ws/computes/"+n, nil, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	attach.Namespace = "team-a"
 	if err := c.Do(ctx, "PUT", "/resourceGroups/rg/workspaces/ws/computes/k8s-team", attach, &comp); err != nil {

@@ -124,15 +124,18 @@ func (f *fixture) create(file string, args ...string) string {
 	return strings.TrimSpace(f.mustML(append([]string{"job", "create", "-f", file, "--query", "name", "-o", "tsv"}, args...)...))
 }
 
+// subtest runs test as a subtest of t, the fixture's helpers failing it.
+func (f *fixture) subtest(t *testing.T, name string, test func(t *testing.T)) {
+	t.Run(name, func(st *testing.T) {
+		f.T = st
+		defer func() { f.T = t }()
+		test(st)
+	})
+}
+
 func TestJobs(t *testing.T) {
 	f := setup(t)
-	run := func(name string, test func(t *testing.T)) {
-		t.Run(name, func(t *testing.T) {
-			f.T = t
-			defer func() { f.T = t }()
-			test(t)
-		})
-	}
+	run := func(name string, test func(t *testing.T)) { f.subtest(t, name, test) }
 
 	run("hello world example streams and completes", func(t *testing.T) {
 		out := f.mustML("job", "create", "-f", filepath.Join(f.root, "examples/jobs/hello-world/job.yml"), "--stream")

@@ -11,13 +11,7 @@ import (
 // of both instances through Outpost's remote-exec agent.
 func TestMPI(t *testing.T) {
 	f := setup(t)
-	run := func(name string, test func(t *testing.T)) {
-		t.Run(name, func(t *testing.T) {
-			f.T = t
-			defer func() { f.T = t }()
-			test(t)
-		})
-	}
+	run := func(name string, test func(t *testing.T)) { f.subtest(t, name, test) }
 	example := filepath.Join(f.root, "examples/jobs/mpi-allreduce/job.yml")
 
 	run("mpi allreduce example on two instances", func(t *testing.T) {

@@ -347,7 +347,7 @@ func downloadLogs(ctx context.Context, ws *client.Client, p wsPath, name, dir st
 
 func mlJobCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Submit and follow command jobs on attached compute"}
-	cmd.AddCommand(jobCreateCmd(), jobShowCmd(), jobListCmd(), jobUpdateCmd(), jobCancelCmd(), jobStreamCmd(), jobDownloadCmd())
+	cmd.AddCommand(jobCreateCmd(), jobShowCmd(), jobListCmd(), jobUpdateCmd(), jobCancelCmd(), jobStreamCmd(), jobDownloadCmd(), jobMetricsCmd())
 	return cmd
 }
 

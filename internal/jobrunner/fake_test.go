@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -42,6 +43,23 @@ type fakeWorkspace struct {
 	lostOnce         map[string]bool
 	// logsDown answers every append with 503 while set.
 	logsDown bool
+
+	// metrics holds each source's records; metricPosts every POST.
+	metrics     map[string][]api.MetricRecord
+	metricPosts []metricPost
+	// metricsDown answers every metrics append with 503 while set;
+	// loseMetricsAnswer keeps the next append but answers it with 503;
+	// metricsRefusal answers every append with this status.
+	metricsDown       bool
+	loseMetricsAnswer bool
+	metricsRefusal    int
+}
+
+type metricPost struct {
+	source string
+	seq    int64
+	n      int
+	status int
 }
 
 type fakeFile struct {
@@ -61,11 +79,13 @@ const jobRoute = "/jobrun/v1/resourceGroups/rg1/workspaces/ws1/jobs/job_1"
 func newFakeWorkspace(t *testing.T, run api.JobRun) *fakeWorkspace {
 	t.Helper()
 	w := &fakeWorkspace{t: t, token: "s3cr3t-t0ken-value", run: run,
-		files: map[string]fakeFile{}, blobs: map[string][]byte{}, logs: map[string][]byte{}, lostOnce: map[string]bool{}}
+		files: map[string]fakeFile{}, blobs: map[string][]byte{}, logs: map[string][]byte{}, lostOnce: map[string]bool{},
+		metrics: map[string][]api.MetricRecord{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+jobRoute+"/spec", w.spec)
 	mux.HandleFunc("POST "+jobRoute+"/phase", w.phase)
 	mux.HandleFunc("POST "+jobRoute+"/logs/{file...}", w.appendLog)
+	mux.HandleFunc("POST "+jobRoute+"/metrics", w.appendMetrics)
 	mux.HandleFunc("GET "+jobRoute+"/datastores/{ds}/files", w.list)
 	mux.HandleFunc("GET "+jobRoute+"/datastores/{ds}/files/{path...}", w.file)
 	mux.HandleFunc("HEAD "+jobRoute+"/blobs/{digest}", w.blob)
@@ -275,4 +295,58 @@ func (w *fakeWorkspace) commit(rw http.ResponseWriter, r *http.Request) {
 		w.files[ds+"/"+f.Path] = fakeFile{bytes.Clone(w.blobs[f.SHA256]), f.Mode}
 	}
 	writeJSONBody(rw, req.Files)
+}
+
+// appendMetrics keeps a batch as the workspace does: records before the
+// source's count are a retry, a batch past it is a gap (409 with the
+// count).
+func (w *fakeWorkspace) appendMetrics(rw http.ResponseWriter, r *http.Request) {
+	var req api.MetricsAppend
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeErr(rw, http.StatusBadRequest, err.Error())
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	post := metricPost{source: req.Source, seq: req.Seq, n: len(req.Records)}
+	defer func() { w.metricPosts = append(w.metricPosts, post) }()
+	have := int64(len(w.metrics[req.Source]))
+	switch {
+	case w.metricsDown:
+		post.status = http.StatusServiceUnavailable
+		writeErr(rw, post.status, "down")
+		return
+	case w.metricsRefusal != 0:
+		post.status = w.metricsRefusal
+		writeErr(rw, post.status, "refused")
+		return
+	case req.Seq > have:
+		post.status = http.StatusConflict
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(post.status)
+		json.NewEncoder(rw).Encode(map[string]any{"code": "Conflict", "message": "gap", "count": have})
+		return
+	}
+	if skip := have - req.Seq; skip < int64(len(req.Records)) {
+		w.metrics[req.Source] = append(w.metrics[req.Source], req.Records[skip:]...)
+	}
+	if w.loseMetricsAnswer {
+		w.loseMetricsAnswer = false
+		post.status = http.StatusServiceUnavailable
+		writeErr(rw, post.status, "answer lost")
+		return
+	}
+	post.status = http.StatusOK
+	writeJSONBody(rw, api.MetricsAppendResult{Count: int64(len(w.metrics[req.Source]))})
+}
+
+// metricKeys lists a source's records as type:key=value@step.
+func (w *fakeWorkspace) metricKeys(source string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, r := range w.metrics[source] {
+		out = append(out, fmt.Sprintf("%s:%s=%s@%d", r.Type, r.Key, r.Value, r.Step))
+	}
+	return out
 }

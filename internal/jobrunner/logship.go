@@ -239,15 +239,7 @@ func (s *shipper) close(deadline time.Time) error {
 	s.closing = true
 	s.mu.Unlock()
 	s.poke()
-	t := time.NewTimer(time.Until(deadline))
-	select {
-	case <-s.done:
-		t.Stop()
-	case <-t.C:
-		s.cancel()
-		<-s.done
-	}
-	s.cancel()
+	awaitUntil(s.done, s.cancel, deadline)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
@@ -261,6 +253,21 @@ func (s *shipper) close(deadline time.Time) error {
 		errs = append(errs, fmt.Errorf("local copy of %s: %w", s.file, err))
 	}
 	return errors.Join(errs...)
+}
+
+// awaitUntil waits for done, or until deadline, when it calls cancel to
+// stop what done waits for and waits for done again; cancel is called in
+// any case, to release its context.
+func awaitUntil(done <-chan struct{}, cancel context.CancelFunc, deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	select {
+	case <-done:
+		t.Stop()
+	case <-t.C:
+		cancel()
+		<-done
+	}
+	cancel()
 }
 
 // tailBuffer keeps the end of a process's output for the termination

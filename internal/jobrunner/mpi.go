@@ -40,6 +40,7 @@ import (
 
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/artifacts"
+	"outpost.dev/outpost/internal/jobmetrics"
 	"outpost.dev/outpost/internal/remoteexec"
 )
 
@@ -70,9 +71,10 @@ var (
 
 // mpiRankScript starts a rank's command as the wrapper starts a process's:
 // `shell -c command`, with AZUREML_PROCESS_NAME from the rank Open MPI
-// gave it, and without the remote-exec key that mpirun's environment holds
-// for its agent.
-const mpiRankScript = `unset ` + remoteexec.EnvKey + `; export AZUREML_PROCESS_NAME="rank_${OMPI_COMM_WORLD_RANK}"; exec "$0" -c "$1"`
+// gave it, its metrics file named after that rank, and without the
+// remote-exec key that mpirun's environment holds for its agent.
+const mpiRankScript = `unset ` + remoteexec.EnvKey + `; export AZUREML_PROCESS_NAME="rank_${OMPI_COMM_WORLD_RANK}" ` +
+	jobmetrics.EnvFile + `="$` + jobmetrics.EnvDir + `/rank_${OMPI_COMM_WORLD_RANK}.jsonl"; exec "$0" -c "$1"`
 
 // mpiRun is what runMPI needs of the prepared job.
 type mpiRun struct {
@@ -89,7 +91,7 @@ type mpiRun struct {
 func mpiEnv(env []string) []string {
 	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
-		return strings.HasPrefix(k, "OMPI_COMM_WORLD_") || k == "AZUREML_PROCESS_NAME"
+		return strings.HasPrefix(k, "OMPI_COMM_WORLD_") || k == "AZUREML_PROCESS_NAME" || k == jobmetrics.EnvFile
 	})
 }
 
@@ -121,15 +123,20 @@ func (j *job) runMPI(ctx context.Context, m *mpiRun) int {
 // mpiWorker serves until the launcher says mpirun is done, then uploads
 // this instance's outputs.
 func (j *job) mpiWorker(ctx context.Context, m *mpiRun, served <-chan error) int {
+	// The ranks that mpirun starts here write their metrics here.
+	metrics := newMetricShipper(j.api, filepath.Join(j.cfg.root, dirMetrics), j.warn)
 	err := <-served
 	if ctx.Err() != nil {
+		if merr := metrics.close(time.Now().Add(flushOnCancel)); merr != nil {
+			j.warn("%v", merr)
+		}
 		j.terminate("canceled: the job was stopped")
 		return exitCanceled
 	}
 	if err != nil {
-		return j.fail(fmt.Errorf("the remote-exec server of this instance: %w", err))
+		return j.fail(errors.Join(fmt.Errorf("the remote-exec server of this instance: %w", err), metrics.close(time.Now().Add(retryWindow))))
 	}
-	if err := upload(ctx, m.store, m.plan, j.cfg.root); err != nil {
+	if err := errors.Join(metrics.close(time.Now().Add(retryWindow)), upload(ctx, m.store, m.plan, j.cfg.root)); err != nil {
 		return j.fail(err)
 	}
 	return 0
@@ -215,11 +222,12 @@ func (j *job) mpiLaunch(ctx context.Context, m *mpiRun, key []byte, env []string
 	cmd := exec.Command(mpirun, args...)
 	cmd.Env = append(slices.Clone(env), remoteexec.EnvKey+"="+hex.EncodeToString(key))
 	cmd.Dir = filepath.Join(cfg.root, dirWD)
+	metrics := newMetricShipper(j.api, filepath.Join(cfg.root, dirMetrics), j.warn)
 	j.phase(ctx, api.JobRunning)
 	code, canceled, err := runMPIRun(ctx, cmd, demux)
 	demux.close()
 	if err != nil {
-		if cerr := closeLogs(time.Now().Add(flushOnCancel)); cerr != nil {
+		if cerr := errors.Join(closeLogs(time.Now().Add(flushOnCancel)), metrics.close(time.Now().Add(flushOnCancel))); cerr != nil {
 			j.warn("%v", cerr)
 		}
 		shutdownWorkers()
@@ -229,7 +237,7 @@ func (j *job) mpiLaunch(ctx context.Context, m *mpiRun, key []byte, env []string
 	if canceled {
 		deadline = time.Now().Add(flushOnCancel)
 	}
-	logErr := closeLogs(deadline)
+	logErr := errors.Join(closeLogs(deadline), metrics.close(deadline))
 	if canceled {
 		if logErr != nil {
 			j.warn("%v", logErr)
@@ -458,6 +466,12 @@ func mpirunArgs(o mpirunOptions, shell, command string) []string {
 		// several pods on a node, binding would put their ranks on the same
 		// cores.
 		"--bind-to", "none",
+		// Each daemon would share its hardware topology through a file in
+		// /dev/shm mapped at a fixed address; two daemons on one node (pods
+		// sharing the node's /dev/shm, as on the local node) race on it and
+		// one crashes in hwloc_shmem_topology_write, leaving mpirun waiting
+		// for it forever. Every daemon reads its own topology instead.
+		"--mca", "rtc_hwloc_vmhole", "none",
 		"--tag-output",
 		"-wdir", o.wd,
 	}

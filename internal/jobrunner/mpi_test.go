@@ -35,7 +35,7 @@ func TestMPIRunArgs(t *testing.T) {
 	o := mpirunOptions{np: 4, hostfile: "/azureml/mpi/hostfile", agent: "/azureml/bin/outpost job rsh", wd: "/azureml/wd"}
 	base := []string{"--allow-run-as-root", "-np", "4", "--hostfile", "/azureml/mpi/hostfile",
 		"--mca", "plm_rsh_agent", "/azureml/bin/outpost job rsh", "--mca", "plm_rsh_no_tree_spawn", "1",
-		"--mca", "orte_keep_fqdn_hostnames", "1", "--bind-to", "none", "--tag-output", "-wdir", "/azureml/wd"}
+		"--mca", "orte_keep_fqdn_hostnames", "1", "--bind-to", "none", "--mca", "rtc_hwloc_vmhole", "none", "--tag-output", "-wdir", "/azureml/wd"}
 	app := []string{"/bin/bash", "-c", mpiRankScript, "/bin/bash", "python a.py"}
 	if got, want := mpirunArgs(o, "/bin/bash", "python a.py"), append(append([]string(nil), base...), app...); !reflect.DeepEqual(got, want) {
 		t.Errorf("cluster args:\n%q\nwant\n%q", got, want)
@@ -48,7 +48,8 @@ func TestMPIRunArgs(t *testing.T) {
 	if got, want := hostfileText([]string{"j-0.j", "j-1.j"}, 2), "j-0.j slots=2\nj-1.j slots=2\n"; got != want {
 		t.Errorf("hostfile %q, want %q", got, want)
 	}
-	env := mpiEnv([]string{"A=1", "OMPI_COMM_WORLD_RANK=0", "OMPI_MCA_x=y", "AZUREML_PROCESS_NAME=rank_0", "AZ_BATCH_MASTER_NODE=h:6105"})
+	env := mpiEnv([]string{"A=1", "OMPI_COMM_WORLD_RANK=0", "OMPI_MCA_x=y", "AZUREML_PROCESS_NAME=rank_0", "AZ_BATCH_MASTER_NODE=h:6105",
+		"OUTPOST_METRICS_FILE=/azureml/metrics/rank_0.jsonl"})
 	if want := []string{"A=1", "OMPI_MCA_x=y", "AZ_BATCH_MASTER_NODE=h:6105"}; !reflect.DeepEqual(env, want) {
 		t.Errorf("mpiEnv %q, want %q", env, want)
 	}

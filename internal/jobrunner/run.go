@@ -119,6 +119,9 @@ func run(ctx context.Context, env func(string) string, environ func() []string, 
 	if err != nil {
 		return j.fail(fmt.Errorf("making the python shims: %w", err))
 	}
+	if err := installMetrics(cfg.root); err != nil {
+		return j.fail(err)
+	}
 
 	if cfg.plugin.Name() == "mpi" {
 		// mpirun starts the processes, across the instances (mpi.go).
@@ -167,6 +170,7 @@ func run(ctx context.Context, env func(string) string, environ func() []string, 
 		})
 	}
 
+	metrics := newMetricShipper(j.api, filepath.Join(cfg.root, dirMetrics), j.warn)
 	j.phase(ctx, api.JobRunning)
 	res, startErr := runProcesses(ctx, shell, command, filepath.Join(cfg.root, dirWD), procs)
 
@@ -174,9 +178,10 @@ func run(ctx context.Context, env func(string) string, environ func() []string, 
 	if res.canceled {
 		deadline = time.Now().Add(flushOnCancel)
 	}
-	// Every byte of output is in before the outputs go: a pod that ends
-	// well has its logs and its outputs in the workspace.
-	logErr := closeLogs(deadline)
+	// Every byte of output, and every metric, is in before the outputs
+	// go: a pod that ends well has its logs, metrics and outputs in the
+	// workspace.
+	logErr := errors.Join(closeLogs(deadline), metrics.close(deadline))
 	if startErr != nil {
 		return j.fail(errors.Join(startErr, logErr))
 	}
@@ -259,6 +264,7 @@ func processEnv(base *envList, spec *api.JobRun, inputs, outputs map[string]stri
 	for _, k := range slices.Sorted(maps.Keys(fw)) {
 		e.set(k, fw[k])
 	}
+	setMetricsEnv(e, cfg.root, cfg.world.Rank(cfg.instance, local))
 	e.set("AZUREML_PROCESS_NAME", "rank_"+strconv.Itoa(cfg.world.Rank(cfg.instance, local)))
 	return e.list()
 }

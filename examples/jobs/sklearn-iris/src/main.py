@@ -1,12 +1,15 @@
 """Train a logistic regression on the Iris measurements in --data and keep
-the fitted model in --model-dir, as an Azure ML command job does."""
+the fitted model in --model-dir, as an Azure ML command job does: the
+params and the accuracy are logged with mlflow, and the model is saved
+with mlflow.sklearn (model.pkl and an MLmodel file)."""
 import argparse
 import csv
 import glob
 import json
 import os
-import pickle
 
+import mlflow
+import mlflow.sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
@@ -32,20 +35,24 @@ def main():
     p.add_argument("--model-dir", required=True)
     args = p.parse_args()
 
+    mlflow.start_run()
+    mlflow.log_params({"C": args.C, "max_iter": args.max_iter})
     x, y = load(args.data)
     print(f"loaded {len(x)} rows from {args.data}")
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
     model = LogisticRegression(C=args.C, max_iter=args.max_iter).fit(x_train, y_train)
     accuracy = accuracy_score(y_test, model.predict(x_test))
     print(f"accuracy: {accuracy:.3f}")
+    mlflow.log_metric("accuracy", accuracy)
+    mlflow.log_metric("training_rows", len(x_train))
 
-    os.makedirs(args.model_dir, exist_ok=True)
-    with open(os.path.join(args.model_dir, "model.pkl"), "wb") as f:
-        pickle.dump(model, f)
+    # The output folder exists, empty: save_model writes the model in it.
+    mlflow.sklearn.save_model(sk_model=model, path=args.model_dir)
     # ./outputs is kept as the job's artifacts.
     with open(os.path.join("outputs", "metrics.json"), "w") as f:
         json.dump({"accuracy": accuracy, "C": args.C, "rows": len(x)}, f)
     print(f"model written to {args.model_dir}")
+    mlflow.end_run()
 
 
 if __name__ == "__main__":

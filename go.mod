@@ -18,7 +18,13 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require github.com/miekg/dns v1.1.73
+require (
+	github.com/chromedp/cdproto v0.159.0
+	github.com/chromedp/chromedp v0.23.0
+	github.com/miekg/dns v1.1.73
+)
+
+require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 
 require (
 	github.com/molecule-man/go-brrr v1.3.1 // indirect

@@ -117,6 +117,9 @@ The cluster and the workspace are still running. Try:
   $outpost ml job list --resource-group outpost --workspace-name ws
   $outpost ml online-endpoint show --name diabetes-endpoint --resource-group outpost --workspace-name ws
   $outpost ml online-deployment get-logs --name blue --endpoint-name diabetes-endpoint --lines 20 --resource-group outpost --workspace-name ws
+The Studio (web UI): https://$wsaddr/studio/ (trust $wsdir/tls/ca.crt in the browser; sign in
+with the token in $wsdir/admin-token).
+The Python SDK: /usr/bin/python3 -m pip install --no-build-isolation ./sdk/python
 To stop everything:
   kill \$(cat $wsdir.pid)            # the workspace
   $outpost cluster down          # the cluster (add --purge to delete its state)

@@ -3,18 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +19,7 @@ import (
 	"outpost.dev/outpost/internal/deploymentspec"
 	"outpost.dev/outpost/internal/mlyaml"
 	"outpost.dev/outpost/internal/output"
+	"outpost.dev/outpost/internal/scoringclient"
 )
 
 // Paths of online endpoints and their deployments, under the workspace.
@@ -606,75 +601,16 @@ func endpointInvokeCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		ctx := cmd.Context()
-		path := f.path().endpoint(f.name)
-		var e api.OnlineEndpoint
-		if err := ws.Do(ctx, "GET", path, nil, &e); err != nil {
-			return err
-		}
-		if e.ScoringURI == "" {
-			return fmt.Errorf("online endpoint %s has no scoring URI yet: its cluster has reported no inference router (%s)", f.name, orDash(e.StatusMessage))
-		}
-		var router api.InferenceRouter
-		if err := ws.Do(ctx, "GET", path+"/router", nil, &router); err != nil {
-			return err
-		}
-		cred := ""
-		if e.AuthMode == api.AuthModeAMLToken {
-			var tok api.EndpointToken
-			if err := ws.Do(ctx, "POST", path+"/token", nil, &tok); err != nil {
-				return err
-			}
-			cred = tok.AccessToken
-		} else {
-			var keys api.EndpointKeys
-			if err := ws.Do(ctx, "POST", path+"/listKeys", nil, &keys); err != nil {
-				return err
-			}
-			cred = keys.PrimaryKey
-		}
-		u, err := url.Parse(e.ScoringURI)
-		if err != nil {
-			return fmt.Errorf("online endpoint %s: scoring URI %q: %w", f.name, e.ScoringURI, err)
-		}
-		hc, err := scoringClient(router.CertificatePEM, u.Hostname())
+		answer, err := scoringclient.Invoke(cmd.Context(), ws, f.path().endpoint(f.name), f.name, deployment, body)
 		if err != nil {
 			return err
 		}
-		answer, err := score(ctx, hc, e.ScoringURI, cred, deployment, body)
-		if err != nil {
+		if err := answer.Err(); err != nil {
 			return err
 		}
-		return printAnswer(cmd, *out, answer)
+		return printAnswer(cmd, *out, answer.Body)
 	}
 	return c
-}
-
-// score POSTs a request to a scoring URI and returns the answer's body; an
-// answer that is not a success is an error with its status and body.
-func score(ctx context.Context, hc *http.Client, uri, cred, deployment string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, uri, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+cred)
-	if deployment != "" {
-		req.Header.Set("azureml-model-deployment", deployment)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("calling %s: %w", uri, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading the answer of %s: %w", uri, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s answered %s: %s", uri, resp.Status, strings.TrimSpace(string(data)))
-	}
-	return data, nil
 }
 
 // printAnswer prints a scoring answer: as it came in the table format,
@@ -698,67 +634,4 @@ func printAnswer(cmd *cobra.Command, o output.Options, data []byte) error {
 	return printResult(cmd, o, v, func() output.Table {
 		return output.Table{Header: []string{"ANSWER"}, Rows: [][]string{{strings.TrimSpace(string(data))}}}
 	})
-}
-
-// scoringClient calls a router: over HTTPS it trusts the machine's CAs,
-// and the router's own certificate as the cluster reported it (pinned: the
-// router's name need not be in it, as a router reached on a node's address
-// or a load balancer's often is not).
-func scoringClient(certPEM, host string) (*http.Client, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if strings.TrimSpace(certPEM) != "" {
-		var pinned []*x509.Certificate
-		rest := []byte(certPEM)
-		for {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type != "CERTIFICATE" {
-				continue
-			}
-			cert, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("the router's certificate, as its cluster reported it: %w", err)
-			}
-			pinned = append(pinned, cert)
-		}
-		if len(pinned) == 0 {
-			return nil, errors.New("the router's certificate, as its cluster reported it, holds no certificate")
-		}
-		roots, err := x509.SystemCertPool()
-		if err != nil || roots == nil {
-			roots = x509.NewCertPool()
-		}
-		for _, c := range pinned {
-			roots.AddCert(c)
-		}
-		// The check is VerifyConnection's: a CA the machine trusts for the
-		// name, or the pinned certificate itself.
-		tc.InsecureSkipVerify = true
-		tc.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the router presented no certificate")
-			}
-			leaf := cs.PeerCertificates[0]
-			if slices.ContainsFunc(pinned, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, leaf.Raw) }) {
-				return nil
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			// The host of the scoring URI, not cs.ServerName, which is
-			// empty for an IP address (no SNI) and would check no name.
-			_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host})
-			if err != nil {
-				return fmt.Errorf("the router's certificate is neither the one its cluster reported nor trusted for %s: %w", host, err)
-			}
-			return nil
-		}
-	}
-	tr := &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{Timeout: 30 * time.Second}).DialContext}
-	return &http.Client{Transport: tr, Timeout: 5 * time.Minute}, nil
 }

@@ -122,6 +122,25 @@ func (w *Workspace) Must(args ...string) string {
 	return out
 }
 
+// ML runs `outpost ml ARGS -g RG -w WS` as the logged-in user.
+func (w *Workspace) ML(rg, ws string, args ...string) (string, string, int) {
+	w.T.Helper()
+	return w.Outpost(append(append([]string{"ml"}, args...), "-g", rg, "-w", ws)...)
+}
+
+// MustML is ML failing the test on a non-zero exit, with the end of the
+// workspace's log.
+func (w *Workspace) MustML(rg, ws string, args ...string) string {
+	w.T.Helper()
+	out, errOut, code := w.ML(rg, ws, args...)
+	if code != 0 {
+		log := strings.Split(w.Log(), "\n")
+		w.T.Fatalf("outpost ml %s: exit %d\n%s\n%s\n--- workspace log (end) ---\n%s", strings.Join(args, " "), code, out, errOut,
+			strings.Join(log[max(0, len(log)-40):], "\n"))
+	}
+	return out
+}
+
 // Log is what the workspace printed so far.
 func (w *Workspace) Log() string {
 	data, err := os.ReadFile(filepath.Join(w.Dir, "workspace.log"))

@@ -19,6 +19,7 @@ import (
 	"outpost.dev/outpost/api"
 	"outpost.dev/outpost/internal/jobspec"
 	"outpost.dev/outpost/internal/store"
+	"outpost.dev/outpost/internal/studio"
 )
 
 // Jobs: a command job is checked against everything it names when it is
@@ -120,7 +121,7 @@ func (s *Server) jobView(r *http.Request, j *job) api.Job {
 	return api.Job{JobSpec: j.rec.Job, ID: resourceID(j.obj.Key), ResourceGroup: j.obj.Group, Workspace: ws,
 		Status: state, StatusMessage: msg, CreationContext: &api.CreationContext{CreatedAt: j.obj.Created, LastModified: j.obj.Updated},
 		StartTime: start, EndTime: end,
-		Services: map[string]api.JobService{"Studio": {Endpoint: "https://" + r.Host + "/resourceGroups/" + j.obj.Group + "/workspaces/" + ws + "/jobs/" + j.obj.Name,
+		Services: map[string]api.JobService{"Studio": {Endpoint: "https://" + r.Host + studio.JobPath(j.obj.Group, ws, j.obj.Name),
 			JobServiceType: "Studio"}}}
 }
 

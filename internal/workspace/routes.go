@@ -67,6 +67,7 @@ var routes = []route{
 	{method: "GET", path: computePath, summary: "Show a compute", response: api.Compute{}, handle: (*Server).getCompute},
 	{method: "DELETE", path: computePath, summary: "Detach a compute", handle: (*Server).detachCompute},
 
+	{method: "GET", path: "/workspaces", summary: "List the workspaces that hold settings, a compute or an online endpoint", response: []workspaceView{}, handle: (*Server).listWorkspaces},
 	{method: "GET", path: workspacePath, summary: "Show a workspace's settings", response: workspaceView{}, handle: (*Server).getWorkspace},
 	{method: "PATCH", path: workspacePath, summary: "Update a workspace's settings: default_compute (an attached compute; \"\" clears it)", request: workspacePatch{}, response: workspaceView{}, handle: (*Server).updateWorkspace},
 
@@ -77,6 +78,7 @@ var routes = []route{
 	{method: "POST", path: jobPath + "/cancel", summary: "Cancel a job: its pods are ended", response: api.Job{}, handle: (*Server).cancelJob},
 	{method: "GET", path: jobPath + "/logs", summary: "A job's log bytes beyond ?from=FILE:OFFSET,... (long poll up to ?wait=SECONDS, at most 25)", response: api.JobLogs{}, handle: (*Server).jobLogs},
 	{method: "GET", path: jobPath + "/logs/{file...}", summary: "One log file of a job, as it is", rawResponse: true, handle: (*Server).jobLogFile},
+	{method: "GET", path: jobPath + "/metrics", summary: "A job's metrics, params and tags, as its processes logged them with mlflow", response: api.JobMetrics{}, handle: (*Server).jobMetrics},
 
 	{method: "GET", path: workspacePath + "/environments", summary: "List environments (the latest version of each)", response: []api.Environment{}, handle: environments.list},
 	{method: "GET", path: workspacePath + "/environments/{name}", summary: "Show an environment's latest version (?label=latest)", response: api.Environment{}, handle: environments.getLatest},
@@ -102,6 +104,7 @@ var routes = []route{
 	{method: "GET", path: jobRunPath + "/spec", summary: "Job run: what the job's wrapper needs to run it", jobrun: true, response: api.JobRun{}, handle: (*Server).jobRunSpec},
 	{method: "POST", path: jobRunPath + "/phase", summary: "Job run: the wrapper's progress (Preparing, Running, Finalizing; forward only)", jobrun: true, request: api.JobPhase{}, handle: (*Server).jobRunPhase},
 	{method: "POST", path: jobRunPath + "/logs/{file...}", summary: "Job run: append to a log file at ?offset= (its size before); a retry of bytes already there is accepted", jobrun: true, stream: true, rawRequest: true, response: logAppendResult{}, handle: (*Server).jobRunAppendLog},
+	{method: "POST", path: jobRunPath + "/metrics", summary: "Job run: append a process's metric records from its seq-th (a retry of records already there is accepted; 409 with the count on a gap)", jobrun: true, request: api.MetricsAppend{}, response: api.MetricsAppendResult{}, handle: (*Server).jobRunAppendMetrics},
 	{method: "GET", path: jobRunPath + "/datastores/{ds}/files", summary: "Job run: list the job's code and input files under ?prefix=", jobrun: true, response: []api.FileInfo{}, handle: (*Server).jobRunListFiles},
 	{method: "GET", path: jobRunPath + "/datastores/{ds}/files/{path...}", summary: "Job run: a file of the job's code or inputs", jobrun: true, rawResponse: true, handle: (*Server).jobRunGetFile},
 	{method: "HEAD", path: jobRunPath + "/blobs/{digest}", summary: "Job run: whether a blob is stored", jobrun: true, handle: (*Server).jobRunBlob},

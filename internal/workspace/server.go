@@ -30,6 +30,7 @@ import (
 	"outpost.dev/outpost/internal/pki"
 	"outpost.dev/outpost/internal/seal"
 	"outpost.dev/outpost/internal/store"
+	"outpost.dev/outpost/internal/studio"
 )
 
 // Options configure a workspace server.
@@ -176,7 +177,11 @@ func Serve(ctx context.Context, opts Options) error {
 	// (up to 25 s). Bodies get a deadline of their own (bodyDeadline), a
 	// client gets ReadHeaderTimeout to send its headers, and an idle
 	// connection is closed after IdleTimeout.
-	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: opts.IdleTimeout,
+	handler, err := s.routes()
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: opts.IdleTimeout,
 		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
@@ -324,8 +329,9 @@ const maxBody = 4 << 20
 
 // routes builds the router. Every route checks the names in its path first,
 // then authenticates, and only then reads the request body: a client
-// without a token never gets its body read.
-func (s *Server) routes() http.Handler {
+// without a token never gets its body read. The Studio, under /studio/,
+// has sessions of its own and calls this same router in process.
+func (s *Server) routes() (http.Handler, error) {
 	mux := http.NewServeMux()
 	for _, r := range routes {
 		h := r.handler(s)
@@ -350,7 +356,14 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusNotFound, "NotFound", fmt.Sprintf("no such resource: %s %s (the API is described at /openapi.json)", r.Method, r.URL.Path))
 	})
-	return s.bodyDeadline(mux)
+	api := s.bodyDeadline(mux)
+	ui, err := studio.New(studio.Options{API: api, AdminToken: s.admin, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(studio.Prefix, ui)
+	mux.Handle("GET /{$}", http.RedirectHandler(studio.Prefix, http.StatusSeeOther))
+	return api, nil
 }
 
 // hasBody tells whether a request comes with a body still to read.

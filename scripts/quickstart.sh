@@ -93,6 +93,19 @@ fi
 if ! $outpost ml online-deployment show --name blue --endpoint-name diabetes-endpoint --resource-group outpost --workspace-name ws >/dev/null 2>&1; then
   $outpost ml online-deployment create -f examples/endpoints/blue-deployment.yml --all-traffic --resource-group outpost --workspace-name ws
 fi
+# A deployment made by an earlier run may be rolling out again (the extension above was
+# updated with a rebuilt binary): wait until it serves.
+for i in $(seq 1 180); do
+  state=$($outpost ml online-deployment show --name blue --endpoint-name diabetes-endpoint --resource-group outpost --workspace-name ws --query provisioning_state -o tsv)
+  [ "$state" = Succeeded ] && break
+  if [ "$state" = Failed ] || [ "$i" = 180 ]; then
+    echo "deployment blue is $state:" >&2
+    $outpost ml online-deployment show --name blue --endpoint-name diabetes-endpoint --resource-group outpost --workspace-name ws >&2
+    exit 1
+  fi
+  [ "$i" = 1 ] && echo "deployment blue is $state; waiting until it is Succeeded..."
+  sleep 1
+done
 
 step "outpost ml online-endpoint invoke --name diabetes-endpoint --request-file examples/endpoints/sample-request.json"
 $outpost ml online-endpoint invoke --name diabetes-endpoint --request-file examples/endpoints/sample-request.json --resource-group outpost --workspace-name ws

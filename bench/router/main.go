@@ -594,6 +594,8 @@ func waitListening(addr string, within time.Duration) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("nothing listens on %s after %s: %w", addr, within, err)
 		}
+		// The condition is a listener, which has no event to wait on
+		// from another process: ask again shortly.
 		time.Sleep(20 * time.Millisecond)
 	}
 }

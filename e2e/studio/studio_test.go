@@ -225,12 +225,13 @@ func (f *fixture) shot(t *testing.T, name string) string {
 	// A page still loading has no size to take: wait for it, and try
 	// again while its layout settles.
 	var png []byte
-	err := chromedp.Do(ctx, waitEval(`document.readyState === "complete" && document.body.scrollWidth > 0`))
+	laidOut := waitEval(`document.readyState === "complete" && document.body.scrollWidth > 0 && document.body.getBoundingClientRect().height > 0`)
+	err := chromedp.Do(ctx, laidOut)
 	for try := 0; err == nil; try++ {
 		if png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil || try == 4 {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		err = chromedp.Do(ctx, laidOut)
 	}
 	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)

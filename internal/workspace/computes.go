@@ -65,13 +65,8 @@ func ParseClusterID(id string) (rg, name string, err error) {
 func readCompute(o store.Object) (computeSpec, computeStatus, error) {
 	var spec computeSpec
 	var st computeStatus
-	if err := json.Unmarshal(o.Spec, &spec); err != nil {
-		return spec, st, fmt.Errorf("stored %s: %w", o.Key, err)
-	}
-	if len(o.Status) > 0 {
-		if err := json.Unmarshal(o.Status, &st); err != nil {
-			return spec, st, fmt.Errorf("stored status of %s: %w", o.Key, err)
-		}
+	if err := decodeStored(o, &spec, &st); err != nil {
+		return spec, st, err
 	}
 	if st.ObservedGeneration == 0 && st.State != "" {
 		st.ObservedGeneration = 1 // written before generations were observed, when there was only the first

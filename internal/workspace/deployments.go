@@ -102,23 +102,14 @@ type deployment struct {
 
 func decodeDeployment(o store.Object) (*deployment, error) {
 	d := &deployment{obj: o}
-	if err := json.Unmarshal(o.Spec, &d.rec); err != nil {
-		return nil, fmt.Errorf("stored %s: %w", o.Key, err)
-	}
-	if len(o.Status) > 0 {
-		if err := json.Unmarshal(o.Status, &d.st); err != nil {
-			return nil, fmt.Errorf("stored status of %s: %w", o.Key, err)
-		}
+	if err := decodeStored(o, &d.rec, &d.st); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
 
 func (s *Server) readDeployment(ctx context.Context, k store.Key) (*deployment, error) {
-	o, err := s.store.Get(ctx, k)
-	if err != nil {
-		return nil, err
-	}
-	return decodeDeployment(o)
+	return readStored(ctx, s.store, k, decodeDeployment)
 }
 
 // clusterRevision is the revision whose spec the cluster must have

@@ -73,18 +73,14 @@ type endpoint struct {
 
 func decodeEndpoint(o store.Object) (*endpoint, error) {
 	e := &endpoint{obj: o}
-	if err := json.Unmarshal(o.Spec, &e.rec); err != nil {
-		return nil, fmt.Errorf("stored %s: %w", o.Key, err)
+	if err := decodeStored(o, &e.rec, nil); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
 
 func (s *Server) readEndpoint(ctx context.Context, k store.Key) (*endpoint, error) {
-	o, err := s.store.Get(ctx, k)
-	if err != nil {
-		return nil, err
-	}
-	return decodeEndpoint(o)
+	return readStored(ctx, s.store, k, decodeEndpoint)
 }
 
 func (s *Server) endpointSecrets(ctx context.Context, k store.Key) (endpointSecrets, error) {

@@ -80,23 +80,14 @@ type job struct {
 
 func decodeJob(o store.Object) (*job, error) {
 	j := &job{obj: o}
-	if err := json.Unmarshal(o.Spec, &j.rec); err != nil {
-		return nil, fmt.Errorf("stored %s: %w", o.Key, err)
-	}
-	if len(o.Status) > 0 {
-		if err := json.Unmarshal(o.Status, &j.st); err != nil {
-			return nil, fmt.Errorf("stored status of %s: %w", o.Key, err)
-		}
+	if err := decodeStored(o, &j.rec, &j.st); err != nil {
+		return nil, err
 	}
 	return j, nil
 }
 
 func (s *Server) readJob(ctx context.Context, k store.Key) (*job, error) {
-	o, err := s.store.Get(ctx, k)
-	if err != nil {
-		return nil, err
-	}
-	return decodeJob(o)
+	return readStored(ctx, s.store, k, decodeJob)
 }
 
 func (j *job) facts() jobFacts {

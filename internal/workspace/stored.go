@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -49,4 +50,14 @@ func listViews[T any](w http.ResponseWriter, view func(store.Object) (T, error),
 		out = append(out, v)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// readStored reads the object at k and decodes it.
+func readStored[T any](ctx context.Context, st *store.Store, k store.Key, decode func(store.Object) (T, error)) (T, error) {
+	o, err := st.Get(ctx, k)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(o)
 }
